@@ -1,0 +1,1 @@
+"""Code shared by the instance and middleware services: logging, metrics, errors, data model."""

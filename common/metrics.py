@@ -1,0 +1,62 @@
+"""Prometheus metrics: the HTTP metrics of prometheus-flask-exporter and our business metrics.
+
+Under gunicorn each worker is a process, so counts live in PROMETHEUS_MULTIPROC_DIR and /metrics
+aggregates them (multiprocess mode); otherwise every scrape would see one worker's share.
+No label ever carries user input (a city as a label is a cardinality attack).
+"""
+
+import os
+import time
+from contextlib import contextmanager
+
+from flask import Flask
+from prometheus_client import Counter, Histogram
+
+REGISTRATIONS = Counter("registrations_total", "Registrations stored")
+REJECTED = Counter("registrations_rejected_total", "Registrations refused for bad input", ["reason"])
+PHOTO_UPLOAD_SECONDS = Histogram(
+    "photo_upload_duration_seconds", "Time to store one photo", ["backend"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+PHOTO_UPLOAD_BYTES = Histogram(
+    "photo_upload_bytes", "Size of stored (re-encoded) photos",
+    buckets=(16e3, 64e3, 128e3, 256e3, 512e3, 1e6, 2e6, 5e6),
+)
+REPORT_SECONDS = Histogram(
+    "report_generation_duration_seconds", "Time to build an XLSX report", ["scope"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+REPORT_ROWS = Histogram(
+    "report_rows", "Registrations written into one report", ["scope"],
+    buckets=(0, 10, 100, 1e3, 1e4, 5e4, 1e5, 5e5, 1e6),
+)
+CHART_CACHE_LOOKUPS = Counter("chart_cache_lookups_total", "Chart cache lookups", ["result"])
+CHART_CACHE_REFRESHES = Counter("chart_cache_refreshes_total", "Chart cache refills", ["trigger"])
+DEPENDENCY_SECONDS = Histogram(
+    "dependency_duration_seconds", "Calls to MongoDB, the photo store, Redis and replicas",
+    ["dependency", "operation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+DEPENDENCY_ERRORS = Counter("dependency_errors_total", "Failed dependency calls", ["dependency", "operation"])
+
+
+@contextmanager
+def track_dependency(dependency: str, operation: str):
+    started = time.perf_counter()
+    try:
+        yield
+    except Exception:
+        DEPENDENCY_ERRORS.labels(dependency, operation).inc()
+        raise
+    finally:
+        DEPENDENCY_SECONDS.labels(dependency, operation).observe(time.perf_counter() - started)
+
+
+def init_app(app: Flask, service: str) -> None:
+    """Expose /metrics with per-endpoint request count and latency."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics as Metrics
+    else:
+        from prometheus_flask_exporter import PrometheusMetrics as Metrics
+    metrics = Metrics(app, group_by="endpoint", default_labels={"service": service})
+    metrics.info("app_info", "Service identity", service=service, instance=app.config["INSTANCE_NAME"])

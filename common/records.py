@@ -1,0 +1,38 @@
+"""The MongoDB schema both services read: registrations and the city display names.
+
+Only plain CRUD, indexes and a $group aggregation: the code must behave the same on a real
+mongod and on the embedded wire-protocol server the native stack runs by default.
+"""
+
+from pymongo import ASCENDING, MongoClient
+from pymongo.database import Database
+
+REGISTRATIONS = "registrations"
+CITIES = "cities"
+
+
+def connect(url: str) -> MongoClient:
+    # Short selection timeout: a dead database must turn into a fast 503, not a hung worker.
+    return MongoClient(
+        url,
+        tz_aware=True,
+        serverSelectionTimeoutMS=2000,
+        connectTimeoutMS=2000,
+        socketTimeoutMS=60_000,
+        retryWrites=True,
+        appname="vaccination",
+    )
+
+
+def ensure_indexes(db: Database) -> None:
+    db[REGISTRATIONS].create_index([("city_key", ASCENDING), ("created_at", ASCENDING)])
+    db[REGISTRATIONS].create_index([("created_at", ASCENDING)])
+
+
+def city_totals(db: Database) -> list[dict]:
+    """[{"city", "city_key", "total"}] for every city with registrations, by display name."""
+    totals = db[REGISTRATIONS].aggregate([{"$group": {"_id": "$city_key", "total": {"$sum": 1}}}])
+    counts = {row["_id"]: row["total"] for row in totals if row["_id"]}
+    names = {row["_id"]: row["city"] for row in db[CITIES].find({"_id": {"$in": list(counts)}})}
+    rows = [{"city": names.get(key, key.title()), "city_key": key, "total": n} for key, n in counts.items()]
+    return sorted(rows, key=lambda row: (row["city"].casefold(), row["city_key"]))

@@ -1,0 +1,144 @@
+"""POST /api/registrations and the admin reads of one registration.
+
+Order matters for "nothing half-stored": validate everything, store the photo, then write the
+record. If the record cannot be written the photo is deleted again, so no record ever points
+at a missing photo and no photo outlives a refused registration.
+"""
+
+import logging
+import secrets
+import time
+from datetime import datetime, timezone
+
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
+from pymongo.errors import PyMongoError
+
+from common import records
+from common.cities import city_key
+from common.errors import ApiError
+from common.metrics import REGISTRATIONS, REJECTED, track_dependency
+from instance import photos
+from instance.auth import admin_required
+from instance.db import get_db
+from instance.photo_store import PhotoStoreUnavailable, get_photo_store, new_key, observe_upload
+from instance.validation import CITY_MAX, NAME_MAX, required_text
+
+bp = Blueprint("registrations", __name__)
+log = logging.getLogger(__name__)
+
+DATABASE_DOWN = "The registration database is unavailable right now; nothing was stored. Please try again shortly."
+STORE_DOWN = "The photo store is unavailable right now; nothing was stored. Please try again shortly."
+
+
+def _public_base() -> str:
+    return request.host_url
+
+
+def to_json(doc: dict) -> dict:
+    return {
+        "id": doc["_id"],
+        "name": doc["name"],
+        "city": doc["city"],
+        "photo_url": get_photo_store().signed_url(doc["photo_key"], _public_base()),
+        "created_at": doc["created_at"].astimezone(timezone.utc).isoformat(timespec="milliseconds"),
+    }
+
+
+def _read_photo() -> bytes:
+    upload = request.files.get("photo")
+    if upload is None or not upload.filename:
+        raise reject(400, "missing_field", "A photo of the ID card is required (form field 'photo').", "photo")
+    return upload.read(current_app.config["MAX_PHOTO_BYTES"] + 1)
+
+
+@bp.post("/api/registrations")
+def create():
+    if not request.content_type or not request.content_type.startswith("multipart/form-data"):
+        raise ApiError(415, "unsupported_media_type",
+                       "Send the registration as multipart/form-data with fields name, city and photo.")
+    name = required_text(request.form.get("name"), "name", "Name", NAME_MAX)
+    city = required_text(request.form.get("city"), "city", "City", CITY_MAX)
+    try:
+        photo = photos.prepare(_read_photo(), current_app.config["MAX_PHOTO_BYTES"])
+    except ApiError as error:
+        REJECTED.labels(error.code).inc()
+        raise
+
+    store = get_photo_store()
+    key = new_key(photo.extension)
+    started = time.perf_counter()
+    try:
+        store.put(key, photo.data, photo.content_type)
+    except PhotoStoreUnavailable as error:
+        log.error("photo upload failed, registration refused: %s", error)
+        raise ApiError(503, "photo_store_unavailable", STORE_DOWN) from None
+    observe_upload(store, time.perf_counter() - started, len(photo.data))
+
+    doc = {
+        "_id": secrets.token_hex(16),
+        "name": name,
+        "city": city,
+        "city_key": city_key(city),
+        "photo_key": key,
+        "created_at": datetime.now(timezone.utc),
+    }
+    try:
+        with track_dependency("mongodb", "insert"):
+            db = get_db()
+            # the first spelling of a city becomes its display name; harmless if the insert then fails
+            db[records.CITIES].update_one({"_id": doc["city_key"]}, {"$setOnInsert": {"city": city}}, upsert=True)
+            db[records.REGISTRATIONS].insert_one(doc)
+    except PyMongoError as error:
+        log.error("database write failed, removing the uploaded photo: %s", error)
+        _discard_photo(store, key)
+        raise ApiError(503, "database_unavailable", DATABASE_DOWN) from None
+
+    REGISTRATIONS.inc()
+    log.info("registration stored", extra={"registration_id": doc["_id"], "photo_bytes": len(photo.data)})
+    response = jsonify(to_json(doc))
+    response.status_code = 201
+    response.headers["Location"] = url_for("registrations.read", registration_id=doc["_id"])
+    return response
+
+
+def _discard_photo(store, key: str) -> None:
+    try:
+        store.delete(key)
+    except PhotoStoreUnavailable as error:
+        # unreferenced and unguessable, so unreachable; logged so an operator can sweep it
+        log.error("orphan photo left after a failed registration", extra={"photo_key": key, "error": str(error)})
+
+
+def _find(registration_id: str) -> dict:
+    if len(registration_id) != 32 or not all(c in "0123456789abcdef" for c in registration_id):
+        raise ApiError(404, "not_found", "No registration has that id.")
+    try:
+        with track_dependency("mongodb", "find_one"):
+            doc = get_db()[records.REGISTRATIONS].find_one({"_id": registration_id})
+    except PyMongoError:
+        raise ApiError(503, "database_unavailable", "The registration database is unavailable right now.") from None
+    if doc is None:
+        raise ApiError(404, "not_found", "No registration has that id.")
+    return doc
+
+
+@bp.get("/api/registrations/<registration_id>")
+@admin_required
+def read(registration_id: str):
+    return jsonify(to_json(_find(registration_id)))
+
+
+@bp.get("/api/registrations/<registration_id>/photo")
+@admin_required
+def photo(registration_id: str):
+    doc = _find(registration_id)
+    try:
+        found = get_photo_store().open(doc["photo_key"])
+    except PhotoStoreUnavailable:
+        raise ApiError(503, "photo_store_unavailable", "The photo store is unavailable right now.") from None
+    if found is None:
+        raise ApiError(404, "not_found", "The photo of this registration is missing.")
+    chunks, content_type = found
+    response = Response(stream_with_context(chunks), content_type=content_type)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

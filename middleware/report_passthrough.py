@@ -1,0 +1,67 @@
+"""The report request passed through to a replica, refreshing the chart cache on the way.
+
+The rule the system is specified with: every query of the report service refreshes the
+chart cache. Only a successful (200) report counts, so an unauthenticated caller cannot make
+the middleware run the totals query at will. The workbook is streamed, never buffered.
+"""
+
+import itertools
+import logging
+
+import requests
+from flask import Flask, Response, current_app, g, request
+from pymongo.errors import PyMongoError
+
+from common.errors import ApiError
+from common.logs import REQUEST_ID_HEADER
+from common.metrics import track_dependency
+from middleware import chart_cache
+
+log = logging.getLogger(__name__)
+
+FORWARDED = ("Authorization", "Accept", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+             "X-Forwarded-Port")
+PASSED_BACK = ("Content-Type", "Content-Disposition", "Content-Length", "Cache-Control", "WWW-Authenticate",
+               "X-Served-By")
+_turn = itertools.count()
+
+
+def _replicas_in_turn() -> list[str]:
+    urls = current_app.config["INSTANCE_URLS"]
+    start = next(_turn) % len(urls)
+    return urls[start:] + urls[:start]
+
+
+def _open_upstream() -> requests.Response:
+    session: requests.Session = current_app.extensions["replicas"]
+    headers = {name: request.headers[name] for name in FORWARDED if name in request.headers}
+    headers[REQUEST_ID_HEADER] = g.request_id
+    for base in _replicas_in_turn():
+        try:
+            with track_dependency("instance", "report"):
+                # connect fast (a stopped replica refuses at once); the first byte of a big
+                # report can take as long as the replica's own worker timeout
+                return session.get(base + request.full_path, headers=headers, stream=True, timeout=(1, 120))
+        except requests.RequestException as error:
+            log.warning("replica %s did not answer the report request, trying the next: %s", base, error)
+    raise ApiError(503, "replicas_unavailable", "No replica could build the report right now; please try again.")
+
+
+def pass_through() -> Response:
+    upstream = _open_upstream()
+    if upstream.status_code == 200:
+        try:
+            chart_cache.refresh("report")
+        except PyMongoError as error:  # the report itself succeeded; do not fail it
+            log.error("chart cache not refreshed after a report: %s", error)
+    headers = {name: upstream.headers[name] for name in PASSED_BACK if name in upstream.headers}
+    response = Response(upstream.iter_content(64 * 1024), status=upstream.status_code, headers=headers,
+                        direct_passthrough=True)
+    response.call_on_close(upstream.close)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    session = requests.Session()
+    session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0))
+    app.extensions["replicas"] = session

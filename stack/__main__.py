@@ -1,0 +1,148 @@
+"""./init.sh's subcommands (the shell script installs, then hands over to this module)."""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+
+from stack import logview, seed, supervisor
+from stack.parts import all_parts
+from stack.settings import ROOT, load
+
+
+def _find(parts, name):
+    for part in parts:
+        if part.name == name:
+            return part
+    names = ", ".join(p.name for p in parts)
+    sys.exit(f"no part named {name!r}; parts: {names}")
+
+
+def up(args) -> int:
+    s = load()
+    for part in all_parts(s):
+        was_running = supervisor.running_pid(s, part)
+        try:
+            pid = supervisor.start(s, part)
+        except (RuntimeError, OSError, KeyError) as error:
+            print(f"  {part.name:<18} FAILED: {error}", file=sys.stderr)
+            return 1
+        print(f"  {part.name:<18} {'already up' if was_running else 'up'} (pid {pid}, port {part.port})")
+    print(f"\nRegistration site: {s.public_url}/")
+    print(f"Chart:             {s.public_url}/api/chart")
+    print(f"Report (admin):    {s.public_url}/api/reports/cities.xlsx")
+    if any(p.name == "prometheus" for p in all_parts(s)):
+        print(f"Prometheus:        http://127.0.0.1:{s.ports['PROMETHEUS_PORT']}/")
+        print(f"Alertmanager:      http://127.0.0.1:{s.ports['ALERTMANAGER_PORT']}/")
+        print(f"Alert mail:        {s.mail_dir}/")
+    print(f"Logs:              ./init.sh logs [part]   ({s.log_dir}/)")
+    print(f"Admin login:       admin / {s.secrets['ADMIN_PASSWORD']}")
+    return 0
+
+
+def down(args) -> int:
+    s = load()
+    for part in reversed(all_parts(s)):
+        if supervisor.stop(s, part):
+            print(f"  {part.name:<18} stopped")
+    return 0
+
+
+def status(args) -> int:
+    s = load()
+    all_up = True
+    print(f"  {'part':<18} {'state':<6} {'pid':>7}  port")
+    for part in all_parts(s):
+        pid = supervisor.running_pid(s, part)
+        state = "up" if pid and supervisor.healthy(part) else ("sick" if pid else "down")
+        all_up &= state == "up"
+        print(f"  {part.name:<18} {state:<6} {pid or '-':>7}  {part.port}")
+    return 0 if all_up else 3
+
+
+def start_part(args) -> int:
+    s = load()
+    pid = supervisor.start(s, _find(all_parts(s), args.part))
+    print(f"{args.part} up (pid {pid})")
+    return 0
+
+
+def stop_part(args) -> int:
+    s = load()
+    stopped = supervisor.stop(s, _find(all_parts(s), args.part))
+    print(f"{args.part} {'stopped' if stopped else 'was not running'}")
+    return 0
+
+
+def freeze_part(args) -> int:
+    s = load()
+    supervisor.freeze(s, _find(all_parts(s), args.part), args.command == "freeze")
+    print(f"{args.part} {'frozen (SIGSTOP)' if args.command == 'freeze' else 'thawed (SIGCONT)'}")
+    return 0
+
+
+def logs(args) -> int:
+    s = load()
+    names = [args.part] if args.part else [p.name for p in all_parts(s)]
+    return logview.show(s.log_dir, names, level=args.level, request_id=args.request_id, follow=args.follow,
+                        lines=args.lines)
+
+
+def run_seed(args) -> int:
+    seed.run(load(), args.count)
+    return 0
+
+
+def test(args) -> int:
+    """Isolated stack (own ports and state folder), the whole pytest suite, then down."""
+    var = ROOT / "var" / "test"
+    os.environ.update(PORT_OFFSET="10000", VAR_DIR=str(var), ENV_FILE=str(var / ".env"))
+    for name in ("MONGO_URL", "CLOUDINARY_URL", "LOKI_URL"):
+        os.environ.pop(name, None)  # the suite runs against the stack it starts, nothing external
+    down(args)
+    shutil.rmtree(var, ignore_errors=True)
+    var.mkdir(parents=True)
+    code = up(args)
+    try:
+        if code == 0:
+            pytest = [sys.executable, "-m", "pytest", *args.pytest_args]
+            code = subprocess.call(pytest, cwd=ROOT)
+    finally:
+        down(args)
+    return code
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="./init.sh", description="Run the vaccination cluster natively.")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("up", help="start everything (the default)").set_defaults(func=up)
+    sub.add_parser("down", help="stop everything").set_defaults(func=down)
+    sub.add_parser("status", help="each part: up/down, pid, port").set_defaults(func=status)
+    for name, func, text in (("start", start_part, "start one part"), ("stop", stop_part, "stop one part"),
+                             ("freeze", freeze_part, "SIGSTOP one part (a hung machine)"),
+                             ("thaw", freeze_part, "SIGCONT a frozen part")):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("part")
+        command.set_defaults(func=func)
+    command = sub.add_parser("logs", help="show (and follow) the JSON logs")
+    command.add_argument("part", nargs="?")
+    command.add_argument("--level", help="only this level and above (info, warning, error)")
+    command.add_argument("--request-id", help="only lines about this request")
+    command.add_argument("-f", "--follow", action="store_true", help="keep following")
+    command.add_argument("-n", "--lines", type=int, default=50, help="lines per part to start with")
+    command.set_defaults(func=logs)
+    command = sub.add_parser("seed", help="bulk-load N synthetic registrations")
+    command.add_argument("count", type=int)
+    command.set_defaults(func=run_seed)
+    command = sub.add_parser("test", help="the whole test suite against an isolated stack")
+    command.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    command.set_defaults(func=test)
+    args = parser.parse_args()
+    if not args.command:
+        return up(args)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Every part of the native stack: how to start it and how to tell it is up.
+
+A part is a foreground process (nothing daemonises itself) with a log file, a pid file and a
+health check, so each is started, watched and stopped the same way.
+"""
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stack.render import render
+from stack.settings import INSTANCES, ROOT, Settings
+
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Part:
+    name: str
+    argv: list[str]
+    health: str  # "http://..." (expects 2xx) or "tcp://host:port"
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    prepare: Callable[[], None] | None = None
+    group: str = "cluster"
+
+
+def _nginx_part(s: Settings, name: str, template: Path, values: dict[str, str], port: int, health: str) -> Part:
+    conf = s.run_dir / f"{name}.conf"
+    main_conf = s.run_dir / f"{name}.main.conf"
+
+    def prepare():
+        for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (s.run_dir / name / sub).mkdir(parents=True, exist_ok=True)
+        conf.write_text(render(template.read_text(), values))
+        main_conf.write_text(render((ROOT / "nginx/native.conf.template").read_text(), {
+            # as root the workers drop to www-data (which must own what they write)
+            "NGINX_USER_DIRECTIVE": "user www-data;" if os.geteuid() == 0 else "",
+            "RUN_DIR": str(s.run_dir), "LOG_DIR": str(s.log_dir), "PART": name,
+        }))
+        if os.geteuid() == 0:
+            for path in [s.run_dir / name, *(s.run_dir / name).iterdir()]:
+                shutil.chown(path, "www-data", "www-data")
+
+    return Part(name, [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(main_conf), "-e",
+                       str(s.log_dir / f"{name}.error.log")], health, port, prepare=prepare)
+
+
+def _mongodb(s: Settings) -> Part | None:
+    if s.get("MONGO_URL"):
+        return None  # an external database: not ours to start
+    port = s.ports["MONGO_PORT"]
+    data = s.data_dir / "mongodb"
+    mongod = shutil.which("mongod")
+    if mongod:
+        argv = [mongod, "--dbpath", str(data), "--port", str(port), "--bind_ip", "127.0.0.1", "--quiet"]
+    else:
+        argv = [sys.executable, "-m", "stack.embedded_mongo", "--data-dir", str(data), "--port", str(port),
+                "--host", "127.0.0.1", "--log-file", str(s.log_dir / "mongodb.nx.log"),
+                "--pid-file", str(s.run_dir / "mongodb.nx.pid")]
+    return Part("mongodb", argv, f"tcp://127.0.0.1:{port}", port, prepare=lambda: data.mkdir(parents=True, exist_ok=True))
+
+
+def _gunicorn(s: Settings, name: str, app: str, port: int, env: dict[str, str]) -> Part:
+    multiproc = s.run_dir / "metrics" / name
+    return Part(
+        name,
+        [str(VENV_BIN / "gunicorn"), "-c", "python:common.gunicorn_conf", app],
+        f"http://127.0.0.1:{port}/health",
+        port,
+        env={
+            "BIND": f"127.0.0.1:{port}",
+            "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+            "SERVICE_NAME": "instance" if name.startswith("instance") else name,
+            "MONGO_URL": s.mongo_url,
+            "LOG_LEVEL": s.get("LOG_LEVEL", "INFO"),
+            "LOKI_URL": s.get("LOKI_URL"),
+            "GUNICORN_WORKERS": s.get("GUNICORN_WORKERS", "2"),
+            "GUNICORN_THREADS": s.get("GUNICORN_THREADS", "4"),
+            "PYTHONPATH": str(ROOT),
+            **env,
+        },
+        prepare=lambda: multiproc.mkdir(parents=True, exist_ok=True),
+    )
+
+
+def cluster(s: Settings) -> list[Part]:
+    p = s.ports
+    photo_root = s.data_dir / "photos"
+    parts = [part for part in [_mongodb(s)] if part]
+
+    parts.append(Part(
+        "redis",
+        [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(p["REDIS_PORT"]),
+         "--bind", "127.0.0.1", "--daemonize", "no", "--dir", str(s.data_dir / "redis"),
+         "--save", "", "--appendonly", "no", "--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru",
+         "--logfile", ""],
+        f"tcp://127.0.0.1:{p['REDIS_PORT']}", p["REDIS_PORT"],
+        prepare=lambda: (s.data_dir / "redis").mkdir(parents=True, exist_ok=True),
+    ))
+
+    def prepare_photo_root():
+        photo_root.mkdir(parents=True, exist_ok=True)
+        os.chmod(photo_root, 0o700)
+        if os.geteuid() == 0:
+            shutil.chown(photo_root, "www-data", "www-data")
+
+    store = _nginx_part(s, "photo-store", ROOT / "photo-store/templates/default.conf.template", {
+        "BIND_HOST": "127.0.0.1",
+        "PHOTO_STORE_PORT": str(p["PHOTO_STORE_PORT"]),
+        "PHOTO_STORE_TOKEN": s.secrets["PHOTO_STORE_TOKEN"],
+        "PHOTO_STORE_ROOT": str(photo_root),
+        "PHOTO_STORE_ACCESS_LOG": str(s.log_dir / "photo-store.log"),
+    }, p["PHOTO_STORE_PORT"], f"http://127.0.0.1:{p['PHOTO_STORE_PORT']}/health")
+    store_prepare = store.prepare
+    store.prepare = lambda: (prepare_photo_root(), store_prepare())
+    parts.append(store)
+
+    common = {
+        "MONGO_DB": s.get("MONGO_DB", "vaccination"),
+        "ADMIN_PASSWORD": s.secrets["ADMIN_PASSWORD"],
+    }
+    for n in range(1, INSTANCES + 1):
+        parts.append(_gunicorn(s, f"instance-{n}", "instance:create_app()", s.instance_port(n), {
+            **common,
+            "INSTANCE_NAME": f"instance-{n}",
+            "PHOTO_STORE_URL": f"http://127.0.0.1:{p['PHOTO_STORE_PORT']}",
+            "PHOTO_STORE_TOKEN": s.secrets["PHOTO_STORE_TOKEN"],
+            "PHOTO_LINK_SECRET": s.secrets["PHOTO_LINK_SECRET"],
+            "PHOTO_LINK_TTL_SECONDS": s.get("PHOTO_LINK_TTL_SECONDS", "3600"),
+            "CLOUDINARY_URL": s.get("CLOUDINARY_URL"),
+            "MAX_PHOTO_BYTES": str(s.max_photo_bytes),
+        }))
+    parts.append(_gunicorn(s, "middleware", "middleware:create_app()", p["MIDDLEWARE_PORT"], {
+        **common,
+        "INSTANCE_NAME": "middleware",
+        "REDIS_URL": f"redis://127.0.0.1:{p['REDIS_PORT']}/0",
+        "INSTANCE_URLS": ",".join(f"http://127.0.0.1:{s.instance_port(n)}" for n in range(1, INSTANCES + 1)),
+        "CHART_CACHE_TTL_SECONDS": s.get("CHART_CACHE_TTL_SECONDS", "300"),
+    }))
+
+    parts.append(_nginx_part(s, "nginx", ROOT / "nginx/templates/default.conf.template", {
+        "BIND_HOST": "127.0.0.1",
+        **{f"INSTANCE_{n}_ADDR": f"127.0.0.1:{s.instance_port(n)}" for n in range(1, INSTANCES + 1)},
+        "MIDDLEWARE_ADDR": f"127.0.0.1:{p['MIDDLEWARE_PORT']}",
+        "PHOTO_STORE_ADDR": f"127.0.0.1:{p['PHOTO_STORE_PORT']}",
+        "PUBLIC_PORT": str(p["PUBLIC_PORT"]),
+        "NGINX_STATUS_PORT": str(p["NGINX_STATUS_PORT"]),
+        "BODY_LIMIT": f"{s.max_photo_bytes + 2**20}",
+        "MAX_PHOTO_MIB": f"{s.max_photo_bytes / 2**20:g}",
+        "PHOTO_LINK_SECRET": s.secrets["PHOTO_LINK_SECRET"],
+        "PHOTO_STORE_TOKEN": s.secrets["PHOTO_STORE_TOKEN"],
+        "NGINX_ACCESS_LOG": str(s.log_dir / "nginx.log"),
+    }, p["PUBLIC_PORT"], f"http://127.0.0.1:{p['PUBLIC_PORT']}/nginx-health"))
+    return parts
+
+
+def all_parts(s: Settings) -> list[Part]:
+    parts = cluster(s)
+    try:
+        from stack.observability import observability
+    except ImportError:  # the monitoring parts are optional until they are written
+        return parts
+    return parts + observability(s)
