@@ -11,7 +11,7 @@ import re
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Flask, g, has_request_context, request
 from pythonjsonlogger.json import JsonFormatter
@@ -39,7 +39,7 @@ class _ContextFilter(logging.Filter):
 class _Formatter(JsonFormatter):
     def add_fields(self, log_record, record, message_dict):
         super().add_fields(log_record, record, message_dict)
-        log_record["time"] = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+        log_record["time"] = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         log_record["level"] = record.levelname.lower()
 
 

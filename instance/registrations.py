@@ -8,7 +8,7 @@ at a missing photo and no photo outlives a refused registration.
 import logging
 import secrets
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
 from pymongo.errors import PyMongoError
@@ -21,7 +21,7 @@ from instance import photos
 from instance.auth import admin_required
 from instance.db import get_db
 from instance.photo_store import PhotoStoreUnavailable, get_photo_store, new_key, observe_upload
-from instance.validation import CITY_MAX, NAME_MAX, required_text
+from instance.validation import CITY_MAX, NAME_MAX, reject, required_text
 
 bp = Blueprint("registrations", __name__)
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def to_json(doc: dict) -> dict:
         "name": doc["name"],
         "city": doc["city"],
         "photo_url": get_photo_store().signed_url(doc["photo_key"], _public_base()),
-        "created_at": doc["created_at"].astimezone(timezone.utc).isoformat(timespec="milliseconds"),
+        "created_at": doc["created_at"].astimezone(UTC).isoformat(timespec="milliseconds"),
     }
 
 
@@ -53,7 +53,8 @@ def _read_photo() -> bytes:
 
 @bp.post("/api/registrations")
 def create():
-    if not request.content_type or not request.content_type.startswith("multipart/form-data"):
+    # a form without a file arrives url-encoded: that is a missing photo, not a wrong format
+    if request.mimetype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise ApiError(415, "unsupported_media_type",
                        "Send the registration as multipart/form-data with fields name, city and photo.")
     name = required_text(request.form.get("name"), "name", "Name", NAME_MAX)
@@ -80,7 +81,7 @@ def create():
         "city": city,
         "city_key": city_key(city),
         "photo_key": key,
-        "created_at": datetime.now(timezone.utc),
+        "created_at": datetime.now(UTC),
     }
     try:
         with track_dependency("mongodb", "insert"):

@@ -6,12 +6,13 @@ in chunks and deleted. The summary sheet comes first in the workbook but is fill
 from the rows actually written, so its totals always match the city sheets.
 """
 
+import contextlib
 import os
 import re
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import timezone
+from datetime import UTC
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
@@ -65,7 +66,7 @@ def build(db: Database, photo_link, city_key: str | None = None) -> str:
                 .batch_size(2000)
             )
             for doc in cursor:
-                created = doc["created_at"].astimezone(timezone.utc).replace(tzinfo=None)
+                created = doc["created_at"].astimezone(UTC).replace(tzinfo=None)
                 sheet.append([_text(sheet, doc["name"]), _text(sheet, city["city"]), created,
                               _text(sheet, photo_link(doc["_id"]))])
                 count += 1
@@ -96,7 +97,7 @@ class TemporaryFileBody:
 
     def __init__(self, path: str):
         self.path = path
-        self.handle = open(path, "rb")
+        self.handle = open(path, "rb")  # noqa: SIM115 - closed by close(), after the last chunk
 
     def __iter__(self) -> Iterator[bytes]:
         while chunk := self.handle.read(CHUNK):
@@ -104,7 +105,5 @@ class TemporaryFileBody:
 
     def close(self) -> None:
         self.handle.close()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        except FileNotFoundError:
-            pass

@@ -1,7 +1,7 @@
 """GET /api/reports/cities.xlsx: the admin report, whole or for one city (?city=X)."""
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request, url_for
 from pymongo.errors import PyMongoError
@@ -38,7 +38,7 @@ def cities_xlsx():
     except PyMongoError:
         raise ApiError(503, "database_unavailable", "The registration database is unavailable right now.") from None
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     label = "".join(c if c.isascii() and c.isalnum() else "-" for c in key)[:40] if key else "all-cities"
     response = Response(report.TemporaryFileBody(path), mimetype=XLSX, direct_passthrough=True)
     response.headers["Content-Disposition"] = f'attachment; filename="registrations-{label}-{stamp}.xlsx"'

@@ -7,7 +7,7 @@ database (fail open) and the failure is logged and counted, and nothing waits lo
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis
 from flask import Flask, current_app
@@ -35,7 +35,7 @@ def _from_database() -> dict:
     return {
         "cities": [{"city": c["city"], "total": c["total"]} for c in cities],
         "total": sum(c["total"] for c in cities),
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "generated_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
 
 

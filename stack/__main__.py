@@ -138,7 +138,12 @@ def main() -> int:
     command = sub.add_parser("test", help="the whole test suite against an isolated stack")
     command.add_argument("pytest_args", nargs=argparse.REMAINDER)
     command.set_defaults(func=test)
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    if argv[:1] == ["test"]:  # everything after `test` belongs to pytest, options included
+        args = parser.parse_args(["test"])
+        args.pytest_args = argv[1:]
+    else:
+        args = parser.parse_args(argv)
     if not args.command:
         return up(args)
     return args.func(args)

@@ -19,9 +19,7 @@ def _keep(line: str, level: str | None, request_id: str | None) -> bool:
         return not level or LEVELS.get(level, 0) <= LEVELS["warning"]
     if request_id and record.get("request_id") != request_id:
         return False
-    if level and LEVELS.get(str(record.get("level", "info")).lower(), 20) < LEVELS.get(level.lower(), 0):
-        return False
-    return True
+    return not level or LEVELS.get(str(record.get("level", "info")).lower(), 20) >= LEVELS.get(level.lower(), 0)
 
 
 def _files(log_dir: Path, names: list[str]) -> list[tuple[str, Path]]:

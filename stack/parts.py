@@ -61,7 +61,8 @@ def _mongodb(s: Settings) -> Part | None:
         argv = [sys.executable, "-m", "stack.embedded_mongo", "--data-dir", str(data), "--port", str(port),
                 "--host", "127.0.0.1", "--log-file", str(s.log_dir / "mongodb.nx.log"),
                 "--pid-file", str(s.run_dir / "mongodb.nx.pid")]
-    return Part("mongodb", argv, f"tcp://127.0.0.1:{port}", port, prepare=lambda: data.mkdir(parents=True, exist_ok=True))
+    return Part("mongodb", argv, f"tcp://127.0.0.1:{port}", port,
+                prepare=lambda: data.mkdir(parents=True, exist_ok=True))
 
 
 def _gunicorn(s: Settings, name: str, app: str, port: int, env: dict[str, str]) -> Part:

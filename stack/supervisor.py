@@ -1,5 +1,6 @@
 """Start, stop and watch parts: pid files, log files and health checks."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -43,7 +44,7 @@ def healthy(part: Part, timeout: float = 1.0) -> bool:
         except OSError:
             return False
     try:
-        with urllib.request.urlopen(part.health, timeout=timeout) as response:
+        with urllib.request.urlopen(part.health, timeout=timeout) as response:  # noqa: S310 - our own http URL
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError):
         return False
@@ -66,10 +67,10 @@ def start(s: Settings, part: Part, wait: float = 60.0) -> int:
         folder.mkdir(parents=True, exist_ok=True)
     if part.prepare:
         part.prepare()
-    log = open(s.log_dir / f"{part.name}.log", "ab")
     env = {**os.environ, **{k: v for k, v in part.env.items() if v is not None}}
-    process = subprocess.Popen(part.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               cwd=ROOT, env=env, start_new_session=True)
+    with open(s.log_dir / f"{part.name}.log", "ab") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(part.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   cwd=ROOT, env=env, start_new_session=True)
     pid_file(s, part).write_text(str(process.pid))
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -110,17 +111,13 @@ def freeze(s: Settings, part: Part, frozen: bool) -> None:
 
 
 def _signal_group(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _alive(pid: int) -> bool:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
-    except ChildProcessError:
-        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

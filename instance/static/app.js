@@ -1,6 +1,7 @@
 // Progressive enhancement: without JavaScript the form still posts and the API answers JSON.
 const form = document.getElementById("registration");
 const result = document.getElementById("result");
+const submitButton = form.querySelector('button[type="submit"]');
 
 function show(text, ok) {
   result.textContent = text;
@@ -31,6 +32,9 @@ async function loadChart() {
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
+  if (submitButton.disabled) return;
+  // one registration per click: a second click while the first is in flight would register twice
+  submitButton.disabled = true;
   show("Sending…", true);
   try {
     const response = await fetch(form.action, { method: "POST", body: new FormData(form) });
@@ -44,6 +48,8 @@ form.addEventListener("submit", async (event) => {
     }
   } catch (error) {
     show("The service could not be reached. Please try again.", false);
+  } finally {
+    submitButton.disabled = false;
   }
 });
 

@@ -1,0 +1,99 @@
+"""The chart: served from the Redis cache, refreshed by every report query, open when Redis fails."""
+
+import io
+import time
+import uuid
+
+from PIL import Image
+
+from forms import register
+
+
+def _chart(http, stack):
+    response = http.get(f"{stack.url}/api/chart")
+    assert response.status_code == 200
+    assert response.headers["X-Served-By"] == "middleware"
+    return response.json()
+
+
+def _total(chart, city):
+    return next((row["total"] for row in chart["cities"] if row["city"] == city), 0)
+
+
+def _report(http, stack):
+    response = http.get(f"{stack.url}/api/reports/cities.xlsx", auth=stack.admin, timeout=120)
+    assert response.status_code == 200
+
+
+def test_chart_is_served_from_the_cache_and_refreshed_by_a_report(http, stack):
+    city = f"Cache {uuid.uuid4().hex[:8]}"
+    _report(http, stack)  # warm: the cache now holds the current totals
+    assert _chart(http, stack)["cache"] == "hit"
+
+    register(http, stack, city=city)
+    stale = _chart(http, stack)
+    assert stale["cache"] == "hit"
+    assert _total(stale, city) == 0  # the rule: only a report query refreshes the cache
+
+    _report(http, stack)
+    fresh = _chart(http, stack)
+    assert fresh["cache"] == "hit"
+    assert _total(fresh, city) == 1
+    assert fresh["generated_at"] > stale["generated_at"]
+
+
+def test_a_refused_report_does_not_refresh_the_cache(http, stack):
+    _report(http, stack)
+    before = _chart(http, stack)["generated_at"]
+    assert http.get(f"{stack.url}/api/reports/cities.xlsx", auth=("admin", "wrong")).status_code == 401
+    assert _chart(http, stack)["generated_at"] == before
+
+
+def test_cold_cache_is_filled_from_the_database(http, stack):
+    import redis
+
+    redis.Redis(port=stack.settings.ports["REDIS_PORT"]).flushdb()
+    first = _chart(http, stack)
+    assert first["cache"] == "miss"
+    assert first["total"] == stack.registration_count()
+    assert _chart(http, stack)["cache"] == "hit"
+
+
+def test_chart_totals_match_the_database(http, stack):
+    _report(http, stack)
+    chart = _chart(http, stack)
+    assert chart["total"] == sum(row["total"] for row in chart["cities"]) == stack.registration_count()
+
+
+def test_chart_png_is_a_bar_chart_image(http, stack):
+    response = http.get(f"{stack.url}/api/chart.png")
+    assert response.status_code == 200 and response.headers["Content-Type"] == "image/png"
+    image = Image.open(io.BytesIO(response.content))
+    assert image.format == "PNG" and image.width >= 600
+    colors = {color for _, color in image.convert("RGB").getcolors(1_000_000)}
+    assert (0x2F, 0x6D, 0xB5) in colors  # the bars are drawn
+
+
+def test_chart_fails_open_when_redis_is_down(http, stack, stopped):
+    register(http, stack, city=f"Open {uuid.uuid4().hex[:8]}")
+    stopped("redis")
+    chart = _chart(http, stack)
+    assert chart["cache"] == "bypass"
+    assert chart["total"] == stack.registration_count()  # straight from the database
+    assert http.get(f"{stack.url}/api/chart.png").status_code == 200
+    _report(http, stack)  # a report still works; only its cache refresh is skipped
+    log = (stack.settings.log_dir / "middleware.log").read_text()
+    assert "chart cache unavailable, serving from the database" in log
+    ready = http.get(f"http://127.0.0.1:{stack.settings.ports['MIDDLEWARE_PORT']}/ready")
+    assert ready.status_code == 503 and ready.json()["checks"]["redis"].startswith("unreachable")
+
+
+def test_chart_recovers_the_cache_when_redis_returns(http, stack, stopped):
+    stopped("redis")
+    assert _chart(http, stack)["cache"] == "bypass"
+    stack.start("redis")
+    deadline = time.monotonic() + 10
+    sources = []
+    while time.monotonic() < deadline and "hit" not in sources:
+        sources.append(_chart(http, stack)["cache"])
+    assert "hit" in sources  # refilled on the first miss, then served from Redis again

@@ -1,0 +1,96 @@
+"""Faults degrade as documented and recover by themselves: a replica, the database, the photo store."""
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from forms import jpeg, register
+
+
+def _wait_for(check, timeout=30.0, every=0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(every)
+    return False
+
+
+def test_a_stopped_replica_costs_no_request(stack, stopped):
+    stopped("instance-2")
+    city = f"Failover {uuid.uuid4().hex[:8]}"
+    photo = jpeg()
+
+    def registration(n):
+        with requests.Session() as http:
+            return register(http, stack, name=f"Burst {n}", city=city, photo=photo)
+
+    def chart(_):
+        return requests.get(f"{stack.url}/api/chart", timeout=10)
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        registrations = list(pool.map(registration, range(60)))
+        charts = list(pool.map(chart, range(60)))
+
+    assert [r.status_code for r in registrations] == [201] * 60
+    assert [r.status_code for r in charts] == [200] * 60
+    assert {r.headers["X-Served-By"] for r in registrations} <= {"instance-1", "instance-3"}
+    ids = [r.json()["id"] for r in registrations]
+    assert stack.db.registrations.count_documents({"_id": {"$in": ids}}) == 60
+
+
+def test_a_restarted_replica_takes_traffic_again(http, stack, stopped):
+    stopped("instance-3")
+    assert {register(http, stack).headers["X-Served-By"] for _ in range(6)} <= {"instance-1", "instance-2"}
+    stack.start("instance-3")
+    assert _wait_for(lambda: register(http, stack).headers["X-Served-By"] == "instance-3", timeout=30, every=0.1)
+
+
+def test_database_down_is_503_and_nothing_is_stored(http, stack, stopped):
+    photos = stack.photo_count()
+    stopped("mongodb")
+    response = register(http, stack, name=f"NoDb {uuid.uuid4().hex}")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
+    # the photo was uploaded before the database write failed, then removed again
+    assert stack.photo_count() == photos
+    ready = http.get(f"http://127.0.0.1:{stack.settings.instance_port(1)}/ready")
+    assert ready.status_code == 503 and ready.json()["checks"]["database"].startswith("unreachable")
+    assert http.get(f"http://127.0.0.1:{stack.settings.instance_port(1)}/health").status_code == 200
+
+
+def test_database_comes_back_by_itself(http, stack, stopped):
+    stopped("mongodb")
+    assert register(http, stack).status_code == 503
+    stack.start("mongodb")
+    assert _wait_for(lambda: register(http, stack).status_code == 201, timeout=30)
+    assert http.get(f"http://127.0.0.1:{stack.settings.instance_port(1)}/ready").status_code == 200
+
+
+def test_photo_store_down_is_503_and_nothing_is_stored(http, stack, stopped):
+    before = stack.registration_count()
+    stopped("photo-store")
+    marker = f"NoStore {uuid.uuid4().hex}"
+    response = register(http, stack, name=marker)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "photo_store_unavailable"
+    assert "nothing was stored" in response.json()["error"]["message"]
+    assert stack.db.registrations.count_documents({"name": marker}) == 0
+    assert stack.registration_count() == before
+    ready = http.get(f"http://127.0.0.1:{stack.settings.instance_port(2)}/ready")
+    assert ready.status_code == 503 and ready.json()["checks"]["photo_store"].startswith("unreachable")
+    stack.start("photo-store")
+    assert _wait_for(lambda: register(http, stack).status_code == 201, timeout=30)
+
+
+def test_all_replicas_down_is_a_json_503(http, stack, stopped):
+    for name in ("instance-1", "instance-2", "instance-3"):
+        stopped(name)
+    response = register(http, stack)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    report = http.get(f"{stack.url}/api/reports/cities.xlsx", auth=stack.admin)
+    assert report.status_code == 503
+    assert report.json()["error"]["code"] == "replicas_unavailable"

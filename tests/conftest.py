@@ -1,0 +1,74 @@
+"""Fixtures that hand tests the real stack `./init.sh test` started: its URLs, its database,
+its photo folder, and the power to stop and restart any part of it (always restored)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from common import records  # noqa: E402
+from stack import supervisor  # noqa: E402
+from stack.parts import all_parts  # noqa: E402
+from stack.settings import load  # noqa: E402
+
+
+class Stack:
+    def __init__(self):
+        self.settings = load()
+        self.parts = {part.name: part for part in all_parts(self.settings)}
+        self.url = self.settings.public_url
+        self.admin = ("admin", self.settings.secrets["ADMIN_PASSWORD"])
+        self.db = records.connect(self.settings.mongo_url)[self.settings.get("MONGO_DB", "vaccination")]
+        self.photo_dir = self.settings.data_dir / "photos"
+
+    def is_up(self, name: str) -> bool:
+        return bool(supervisor.running_pid(self.settings, self.parts[name])) and supervisor.healthy(self.parts[name])
+
+    def stop(self, name: str) -> None:
+        supervisor.stop(self.settings, self.parts[name])
+
+    def start(self, name: str) -> None:
+        supervisor.start(self.settings, self.parts[name])
+
+    def freeze(self, name: str, frozen: bool = True) -> None:
+        supervisor.freeze(self.settings, self.parts[name], frozen)
+
+    def photo_count(self) -> int:
+        return sum(1 for path in self.photo_dir.rglob("*") if path.is_file())
+
+    def registration_count(self) -> int:
+        return self.db[records.REGISTRATIONS].count_documents({})
+
+
+@pytest.fixture(scope="session")
+def stack() -> Stack:
+    s = Stack()
+    down = [name for name in s.parts if not s.is_up(name)]
+    if down:
+        pytest.fail(f"the stack is not running ({', '.join(down)} down): run the suite with ./init.sh test")
+    return s
+
+
+@pytest.fixture
+def stopped(stack):
+    """stopped("redis") stops a part for this test and brings it back afterwards, whatever happens."""
+    taken = []
+
+    def stop(name: str) -> None:
+        taken.append(name)
+        stack.stop(name)
+
+    yield stop
+    for name in reversed(taken):
+        stack.start(name)
+
+
+@pytest.fixture
+def http() -> requests.Session:
+    session = requests.Session()
+    yield session
+    session.close()
