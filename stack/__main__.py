@@ -106,11 +106,24 @@ def test(args) -> int:
     code = up(args)
     try:
         if code == 0:
-            pytest = [sys.executable, "-m", "pytest", *args.pytest_args]
+            pytest = [sys.executable, "-m", "pytest", *args.tool_args]
             code = subprocess.call(pytest, cwd=ROOT)
     finally:
         down(args)
     return code
+
+
+def load_test(args) -> int:
+    """locust against the running stack (headless by default; --ui for the web UI)."""
+    s = load()
+    if not supervisor.healthy(_find(all_parts(s), "nginx")):
+        print(f"the stack is not answering on {s.public_url}; start it first with ./init.sh", file=sys.stderr)
+        return 2
+    env = {**os.environ, "PUBLIC_PORT": str(s.ports["PUBLIC_PORT"]), "ADMIN_PASSWORD": s.secrets["ADMIN_PASSWORD"]}
+    return subprocess.call([sys.executable, "-m", "loadtests.run", *args.tool_args], cwd=ROOT, env=env)
+
+
+PASS_THROUGH = {"test": test, "load": load_test}
 
 
 def main() -> int:
@@ -135,13 +148,11 @@ def main() -> int:
     command = sub.add_parser("seed", help="bulk-load N synthetic registrations")
     command.add_argument("count", type=int)
     command.set_defaults(func=run_seed)
-    command = sub.add_parser("test", help="the whole test suite against an isolated stack")
-    command.add_argument("pytest_args", nargs=argparse.REMAINDER)
-    command.set_defaults(func=test)
+    sub.add_parser("test", help="the whole test suite against an isolated stack (options go to pytest)")
+    sub.add_parser("load", help="locust load test (options: ./init.sh load --help)")
     argv = sys.argv[1:]
-    if argv[:1] == ["test"]:  # everything after `test` belongs to pytest, options included
-        args = parser.parse_args(["test"])
-        args.pytest_args = argv[1:]
+    if argv[:1] and argv[0] in PASS_THROUGH:  # everything after it belongs to pytest / locust
+        args = argparse.Namespace(command=argv[0], func=PASS_THROUGH[argv[0]], tool_args=argv[1:])
     else:
         args = parser.parse_args(argv)
     if not args.command:

@@ -1,0 +1,1 @@
+"""Load tests for the vaccination registration service (locust); see README.md."""

@@ -1,0 +1,197 @@
+"""Load profile of the vaccination registration service.
+
+User kinds (class weights set the mix of simulated users):
+
+* ``Visitor`` (weight 6): looks at the chart (JSON and PNG) and the page.
+* ``Registrant`` (weight 3): registers with a real JPEG photo (400x300, 1024x768 or
+  2000x1500), a realistic name and a city from a skewed distribution typed in several
+  spellings; now and then sends a bad request (missing photo, text named .jpg, empty
+  name) that counts as a success only when it gets the contract's 4xx JSON error.
+* ``Admin`` (weight 1): downloads the whole XLSX report and per-city reports.
+
+Environment: ``ADMIN_PASSWORD`` (else read from the repository's ``.env``);
+``LOADTEST_ACK_FILE``: append the id of every acknowledged (201) registration to this
+file, one per line, so a failover drill can check that all of them were stored.
+
+Run it through ``python -m loadtests.run`` (see README.md), or directly with
+``locust -f loadtests/locustfile.py --host http://127.0.0.1:8080``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from pathlib import Path
+
+from locust import HttpUser, between, events, tag, task
+from locust.runners import WorkerRunner
+
+try:
+    from loadtests import workload
+except ImportError:  # started from another working directory
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from loadtests import workload
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+REGISTRATION_FIELDS = ("id", "name", "city", "photo_url", "created_at")
+
+_ack_file = None
+
+
+def record_ack(registration_id: str) -> None:
+    """Append one acknowledged id to $LOADTEST_ACK_FILE (opened once per process)."""
+    global _ack_file
+    path = os.environ.get("LOADTEST_ACK_FILE")
+    if not path:
+        return
+    if _ack_file is None:
+        _ack_file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    _ack_file.write(f"{registration_id}\n")
+    _ack_file.flush()
+
+
+@events.init.add_listener
+def _only_master_writes_json(environment, **_kwargs):
+    """With --processes, every forked worker would also write --json-file at exit
+    (with its own, partial numbers) and race the master; keep the master's."""
+    if isinstance(environment.runner, WorkerRunner) and environment.parsed_options:
+        environment.parsed_options.json_file = None
+
+
+def _unexpected(response) -> str:
+    """Why a non-success answer failed, naming connection errors (status 0) as such."""
+    if not response.status_code:
+        return f"no answer: {response.error}"
+    return f"status {response.status_code}: {response.text[:200]}"
+
+
+def _json(response):
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+class Visitor(HttpUser):
+    """Someone who follows the campaign: the chart, its picture, the page."""
+
+    weight = 6
+    wait_time = between(1, 4)
+
+    @task(5)
+    def chart_json(self):
+        with self.client.get("/api/chart", catch_response=True) as resp:
+            body = _json(resp)
+            if resp.status_code != 200:
+                resp.failure(_unexpected(resp))
+            elif not isinstance(body, dict) or not isinstance(body.get("cities"), list):
+                resp.failure("chart JSON has no 'cities' list")
+            else:
+                resp.success()
+
+    @task(3)
+    def chart_png(self):
+        with self.client.get("/api/chart.png", catch_response=True) as resp:
+            if resp.status_code != 200:
+                resp.failure(_unexpected(resp))
+            elif not resp.content.startswith(b"\x89PNG\r\n\x1a\n"):
+                resp.failure("chart.png is not a PNG")
+            else:
+                resp.success()
+
+    @task(2)
+    def page(self):
+        with self.client.get("/", catch_response=True) as resp:
+            if resp.status_code != 200:
+                resp.failure(_unexpected(resp))
+            elif "text/html" not in resp.headers.get("Content-Type", ""):
+                resp.failure(f"page content-type {resp.headers.get('Content-Type')!r}")
+            else:
+                resp.success()
+
+
+class Registrant(HttpUser):
+    """Someone filling in the form; sometimes gets it wrong."""
+
+    weight = 3
+    wait_time = between(3, 10)
+
+    @task(9)
+    def register(self):
+        size, photo = workload.random_photo()
+        data = {"name": workload.random_name(), "city": workload.random_city()}
+        files = {"photo": ("photo.jpg", photo, "image/jpeg")}
+        with self.client.post(
+            "/api/registrations",
+            data=data,
+            files=files,
+            name=f"/api/registrations [{size}]",
+            catch_response=True,
+        ) as resp:
+            body = _json(resp)
+            if resp.status_code != 201:
+                resp.failure(_unexpected(resp))
+            elif not isinstance(body, dict) or any(k not in body for k in REGISTRATION_FIELDS):
+                resp.failure(f"201 without the registration fields: {resp.text[:200]}")
+            else:
+                record_ack(str(body["id"]))
+                resp.success()
+
+    @tag("bad")
+    @task(1)
+    def bad_registration(self):
+        kind = random.choice(list(workload.BAD_REQUEST_KINDS))
+        with self.client.post(
+            "/api/registrations",
+            files=workload.bad_request(kind),
+            name=f"/api/registrations [bad: {kind}]",
+            catch_response=True,
+        ) as resp:
+            body = _json(resp)
+            if resp.status_code == 201 and isinstance(body, dict) and body.get("id"):
+                record_ack(str(body["id"]))  # acknowledged, so stored: the drill must find it
+            problem = resp.status_code == 0 and _unexpected(resp)
+            problem = problem or workload.check_rejection(
+                resp.status_code,
+                resp.headers.get("Content-Type", ""),
+                body,
+                workload.BAD_REQUEST_KINDS[kind],
+            )
+            if problem:
+                resp.failure(problem)
+            else:
+                resp.success()
+
+
+class Admin(HttpUser):
+    """The health office pulling spreadsheets."""
+
+    weight = 1
+    wait_time = between(5, 15)
+
+    def on_start(self):
+        password = workload.admin_password()
+        self.client.auth = ("admin", password) if password else None
+
+    def _report(self, params, name):
+        with self.client.get("/api/reports/cities.xlsx", params=params, name=name, catch_response=True) as resp:
+            ctype = resp.headers.get("Content-Type", "")
+            if resp.status_code != 200:
+                hint = " (is ADMIN_PASSWORD right?)" if resp.status_code == 401 else ""
+                resp.failure(_unexpected(resp) + hint)
+            elif not ctype.startswith(XLSX_TYPE):
+                resp.failure(f"report content-type {ctype!r}")
+            elif not resp.content.startswith(b"PK"):
+                resp.failure("report is not a ZIP/XLSX file")
+            else:
+                resp.success()
+
+    @task(3)
+    def city_report(self):
+        city = workload.random_report_city()
+        self._report({"city": city}, "/api/reports/cities.xlsx?city=[city]")
+
+    @task(1)
+    def full_report(self):
+        self._report(None, "/api/reports/cities.xlsx")
