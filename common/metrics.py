@@ -52,11 +52,37 @@ def track_dependency(dependency: str, operation: str):
         DEPENDENCY_SECONDS.labels(dependency, operation).observe(time.perf_counter() - started)
 
 
+# Every label set a service can produce, created at zero on start: a counter that appears only
+# on its first error makes "0 errors" look like "no data" on a dashboard and in rate() alerts.
+KNOWN_SERIES = {
+    "instance": {
+        REJECTED: [(reason,) for reason in
+                   ("missing_field", "invalid_name", "invalid_city", "invalid_photo", "photo_too_large")],
+        DEPENDENCY_ERRORS: [("mongodb", op) for op in ("insert", "find_one", "report_scan")]
+        + [("photo_store", op) for op in ("put", "delete", "get", "health")],
+    },
+    "middleware": {
+        CHART_CACHE_LOOKUPS: [("hit",), ("miss",), ("error",)],
+        CHART_CACHE_REFRESHES: [("report",), ("miss",)],
+        DEPENDENCY_ERRORS: [("mongodb", "city_totals"), ("redis", "get"), ("redis", "set"), ("instance", "report")],
+    },
+}
+
+
+_exporter = None  # one per process; each app built by the factory is attached to it
+
+
 def init_app(app: Flask, service: str) -> None:
     """Expose /metrics with per-endpoint request count and latency."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics as Metrics
-    else:
-        from prometheus_flask_exporter import PrometheusMetrics as Metrics
-    metrics = Metrics(app, group_by="endpoint", default_labels={"service": service})
-    metrics.info("app_info", "Service identity", service=service, instance=app.config["INSTANCE_NAME"])
+    global _exporter
+    for metric, label_sets in KNOWN_SERIES.get(service, {}).items():
+        for labels in label_sets:
+            metric.labels(*labels)
+    if _exporter is None:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics as Exporter
+        else:
+            from prometheus_flask_exporter import PrometheusMetrics as Exporter
+        _exporter = Exporter.for_app_factory(group_by="endpoint", default_labels={"service": service})
+        _exporter.info("app_info", "Service identity", service=service, instance=app.config["INSTANCE_NAME"])
+    _exporter.init_app(app)

@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on a server; must precede pyplot's import
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def render(chart: dict) -> bytes:
@@ -19,6 +20,7 @@ def render(chart: dict) -> bytes:
     bars = axes.barh(names, totals, color="#2f6db5")
     axes.bar_label(bars, padding=3)
     axes.set_xlabel("Registrations")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # people come in whole numbers
     axes.set_title(f"Registrations per city (total {chart['total']})")
     axes.spines[["top", "right"]].set_visible(False)
     if not cities:

@@ -2,6 +2,7 @@
 its photo folder, and the power to stop and restart any part of it (always restored)."""
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,18 @@ class Stack:
     def start(self, name: str) -> None:
         supervisor.start(self.settings, self.parts[name])
 
+    def wait_until_routed(self, timeout: float = 15.0) -> None:
+        """Until nginx sends traffic to a replica again (it rests failed ones for a moment)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"nginx did not route to a replica within {timeout:.0f}s")
+
     def freeze(self, name: str, frozen: bool = True) -> None:
         supervisor.freeze(self.settings, self.parts[name], frozen)
 
@@ -65,6 +78,8 @@ def stopped(stack):
     yield stop
     for name in reversed(taken):
         stack.start(name)
+    if any(name.startswith("instance-") for name in taken):
+        stack.wait_until_routed()
 
 
 @pytest.fixture
