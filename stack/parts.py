@@ -160,9 +160,6 @@ def cluster(s: Settings) -> list[Part]:
 
 
 def all_parts(s: Settings) -> list[Part]:
-    parts = cluster(s)
-    try:
-        from stack.observability import observability
-    except ImportError:  # the monitoring parts are optional until they are written
-        return parts
-    return parts + observability(s)
+    from stack.observability import observability  # it builds on Part, defined here
+
+    return cluster(s) + observability(s)

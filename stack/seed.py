@@ -8,7 +8,7 @@ photo, stored once in the photo store, so their report links work.
 import io
 import random
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import requests
 from PIL import Image
@@ -45,7 +45,7 @@ def run(s: Settings, count: int) -> None:
     weights = [1 / (rank + 1) for rank in range(len(CITIES))]
     for city in CITIES:
         db[records.CITIES].update_one({"_id": city_key(city)}, {"$setOnInsert": {"city": city}}, upsert=True)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     done = 0
     while done < count:
         batch = []

@@ -1,0 +1,100 @@
+"""The monitoring parts of the native stack: exporters, Prometheus, Alertmanager, the mail sink.
+
+They read the same prometheus/ and alertmanager/ files as docker-compose and Kubernetes;
+natively, Prometheus's config is linked beside generated target files, and Alertmanager's
+template is rendered with this machine's values.
+"""
+
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+from stack.parts import Part
+from stack.prometheus_targets import write_targets
+from stack.render import render
+from stack.settings import ROOT, Settings
+
+
+def _link(link: Path, target: Path) -> None:
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target)
+
+
+def _bin(name: str) -> str:
+    return shutil.which(name) or f"/usr/bin/{name}"
+
+
+def observability(s: Settings) -> list[Part]:
+    p = s.ports
+
+    def listen(name: str) -> str:
+        return f"127.0.0.1:{p[name]}"
+
+    prometheus_dir = s.run_dir / "prometheus"
+
+    def prepare_prometheus():
+        prometheus_dir.mkdir(parents=True, exist_ok=True)
+        (s.data_dir / "prometheus").mkdir(parents=True, exist_ok=True)
+        _link(prometheus_dir / "prometheus.yml", ROOT / "prometheus/prometheus.yml")
+        _link(prometheus_dir / "rules", ROOT / "prometheus/rules")
+        write_targets(prometheus_dir / "targets", p)
+
+    alertmanager_dir = s.run_dir / "alertmanager"
+
+    def prepare_alertmanager():
+        alertmanager_dir.mkdir(parents=True, exist_ok=True)
+        (s.data_dir / "alertmanager").mkdir(parents=True, exist_ok=True)
+        _link(alertmanager_dir / "templates", ROOT / "alertmanager/templates")
+        (alertmanager_dir / "alertmanager.yml").write_text(render(
+            (ROOT / "alertmanager/alertmanager.yml").read_text(), alerting_values(s)))
+
+    return [
+        Part("mail-sink", [sys.executable, "-m", "mailsink", "--host", "127.0.0.1", "--port",
+                           str(p["MAIL_SINK_PORT"]), "--maildir", str(s.mail_dir)],
+             f"tcp://{listen('MAIL_SINK_PORT')}", p["MAIL_SINK_PORT"], group="observability"),
+        Part("node-exporter", [_bin("prometheus-node-exporter"),
+                                f"--web.listen-address={listen('NODE_EXPORTER_PORT')}"],
+             f"http://{listen('NODE_EXPORTER_PORT')}/metrics", p["NODE_EXPORTER_PORT"], group="observability"),
+        Part("nginx-exporter", [_bin("prometheus-nginx-exporter"),
+                                f"-nginx.scrape-uri=http://{listen('NGINX_STATUS_PORT')}/stub_status",
+                                f"-web.listen-address={listen('NGINX_EXPORTER_PORT')}"],
+             f"http://{listen('NGINX_EXPORTER_PORT')}/metrics", p["NGINX_EXPORTER_PORT"], group="observability"),
+        Part("redis-exporter", [_bin("prometheus-redis-exporter"), f"-redis.addr=redis://{listen('REDIS_PORT')}",
+                                f"-web.listen-address={listen('REDIS_EXPORTER_PORT')}"],
+             f"http://{listen('REDIS_EXPORTER_PORT')}/metrics", p["REDIS_EXPORTER_PORT"], group="observability"),
+        Part("blackbox-exporter", [_bin("prometheus-blackbox-exporter"),
+                                   f"--config.file={ROOT / 'prometheus/blackbox.yml'}",
+                                   f"--web.listen-address={listen('BLACKBOX_EXPORTER_PORT')}"],
+             f"http://{listen('BLACKBOX_EXPORTER_PORT')}/metrics", p["BLACKBOX_EXPORTER_PORT"], group="observability"),
+        Part("prometheus", [_bin("prometheus"), f"--config.file={prometheus_dir / 'prometheus.yml'}",
+                            f"--storage.tsdb.path={s.data_dir / 'prometheus'}",
+                            "--storage.tsdb.retention.time=15d",
+                            f"--web.listen-address={listen('PROMETHEUS_PORT')}",
+                            f"--web.external-url=http://{listen('PROMETHEUS_PORT')}", "--web.enable-lifecycle"],
+             f"http://{listen('PROMETHEUS_PORT')}/-/ready", p["PROMETHEUS_PORT"], prepare=prepare_prometheus,
+             group="observability"),
+        Part("alertmanager", [_bin("prometheus-alertmanager"),
+                              f"--config.file={alertmanager_dir / 'alertmanager.yml'}",
+                              f"--storage.path={s.data_dir / 'alertmanager'}",
+                              f"--web.listen-address={listen('ALERTMANAGER_PORT')}",
+                              f"--web.external-url=http://{listen('ALERTMANAGER_PORT')}",
+                              "--cluster.listen-address="],  # one node: no gossip port
+             f"http://{listen('ALERTMANAGER_PORT')}/-/ready", p["ALERTMANAGER_PORT"], prepare=prepare_alertmanager,
+             group="observability"),
+    ]
+
+
+def alerting_values(s: Settings) -> dict[str, str]:
+    """Email settings: a real relay when SMTP_SMARTHOST is set, else the local mail sink."""
+    relay = s.get("SMTP_SMARTHOST")
+    return {
+        "SMTP_SMARTHOST": relay or f"127.0.0.1:{s.ports['MAIL_SINK_PORT']}",
+        "SMTP_FROM": s.get("SMTP_FROM", f"alertmanager@{socket.gethostname()}"),
+        "ALERT_EMAIL_TO": s.get("ALERT_EMAIL_TO", "admin@localhost"),
+        "SMTP_AUTH_USERNAME": s.get("SMTP_AUTH_USERNAME"),
+        "SMTP_AUTH_PASSWORD": s.get("SMTP_AUTH_PASSWORD").replace("'", "''"),
+        "SMTP_REQUIRE_TLS": s.get("SMTP_REQUIRE_TLS", "true" if relay else "false"),
+        "RUNBOOK_BASE_URL": s.get("RUNBOOK_BASE_URL", f"file://{ROOT}"),
+    }

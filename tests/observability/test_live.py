@@ -1,0 +1,200 @@
+"""Observability proven on the live stack: metrics after real traffic, every dashboard query,
+the replica-down email end to end, request ids in the logs, and the Loki push format."""
+
+import email
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from email.policy import default as email_policy
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+from dashboards import dashboard_queries
+from prometheus_client.parser import text_string_to_metric_families
+
+from forms import register
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The time-to-detect the on-call is promised (a requirement, not a benchmark): firing email
+# within 60 s of a replica stopping, resolved email within 90 s of its return.
+FIRING_WITHIN_S = 60
+RESOLVED_WITHIN_S = 90
+
+
+def _prometheus(stack) -> str:
+    return f"http://127.0.0.1:{stack.settings.ports['PROMETHEUS_PORT']}"
+
+
+def _mails(stack) -> dict[str, email.message.EmailMessage]:
+    folder = stack.settings.mail_dir
+    if not folder.exists():
+        return {}
+    return {path.name: email.message_from_bytes(path.read_bytes(), policy=email_policy)
+            for path in sorted(folder.glob("*.eml"))}
+
+
+def _wait_for_mail(stack, seen: set[str], predicate, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, message in _mails(stack).items():
+            if name not in seen and predicate(message):
+                return message
+        time.sleep(0.5)
+    return None
+
+
+@pytest.fixture(scope="module")
+def replica_outage(stack):
+    """Stop instance-3 until its alert email arrives, restart it until the resolved one does."""
+    seen = set(_mails(stack))
+    victim = "instance-3"
+
+    def about_victim(status):
+        def matches(message):
+            subject = message["Subject"]
+            return subject.startswith(f"[{status}") and "ReplicaDown" in subject and victim in subject
+
+        return matches
+
+    stopped_at = time.monotonic()
+    stack.stop(victim)
+    try:
+        firing = _wait_for_mail(stack, seen, about_victim("FIRING"), FIRING_WITHIN_S)
+        firing_s = time.monotonic() - stopped_at
+    finally:
+        stack.start(victim)
+    started_at = time.monotonic()
+    resolved = _wait_for_mail(stack, seen, about_victim("RESOLVED"), RESOLVED_WITHIN_S) if firing else None
+    return {"firing": firing, "firing_s": firing_s, "resolved": resolved,
+            "resolved_s": time.monotonic() - started_at, "victim": victim}
+
+
+@pytest.mark.slow
+def test_stopped_replica_sends_the_firing_email_within_60_s(replica_outage):
+    message = replica_outage["firing"]
+    assert message is not None, f"no FIRING email within {FIRING_WITHIN_S} s"
+    body = message.get_body(("plain",)).get_content()
+    assert "instance-3" in body
+    assert "docs/runbooks/ReplicaDown.md" in body
+    print(f"firing email after {replica_outage['firing_s']:.1f} s")
+
+
+@pytest.mark.slow
+def test_restarted_replica_sends_the_resolved_email_within_90_s(replica_outage):
+    assert replica_outage["resolved"] is not None, f"no RESOLVED email within {RESOLVED_WITHIN_S} s"
+    assert "instance-3" in replica_outage["resolved"].get_body(("plain",)).get_content()
+    print(f"resolved email after {replica_outage['resolved_s']:.1f} s")
+
+
+@pytest.fixture(scope="module")
+def traffic(stack, replica_outage):
+    """Some of every kind of request, then long enough for two scrapes to see it."""
+    with requests.Session() as http:
+        for n in range(6):
+            assert register(http, stack, city=f"Dashboards {n % 2}").status_code == 201
+        assert register(http, stack, name="").status_code == 400
+        for _ in range(3):
+            assert http.get(f"{stack.url}/api/chart").status_code == 200
+            assert http.get(f"{stack.url}/api/chart.png").status_code == 200
+            assert http.get(f"{stack.url}/api/reports/cities.xlsx", auth=stack.admin).status_code == 200
+            assert http.get(f"{stack.url}/").status_code == 200
+    time.sleep(12)
+
+
+def test_every_prometheus_target_is_up(stack, traffic):
+    targets = requests.get(f"{_prometheus(stack)}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+    down = [(t["labels"]["job"], t["labels"].get("target_name"), t["lastError"])
+            for t in targets if t["health"] != "up"]
+    assert not down
+    assert {t["labels"]["job"] for t in targets} >= {"instance", "middleware", "nginx", "redis", "node",
+                                                     "blackbox-http", "blackbox-tcp", "prometheus", "alertmanager"}
+
+
+def test_every_rule_evaluates_without_error(stack, traffic):
+    groups = requests.get(f"{_prometheus(stack)}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    broken = [(rule["name"], rule.get("lastError")) for group in groups for rule in group["rules"]
+              if rule["health"] != "ok"]
+    assert groups and not broken
+
+
+QUERIES = dashboard_queries()
+
+
+@pytest.mark.parametrize("dashboard,panel,expr", QUERIES, ids=[f"{d}:{p}" for d, p, _ in QUERIES])
+def test_dashboard_query_returns_data(stack, traffic, dashboard, panel, expr):
+    end = time.time()
+    response = requests.get(f"{_prometheus(stack)}/api/v1/query_range", timeout=10, params={
+        "query": expr, "start": end - 1800, "end": end, "step": "15s"})
+    body = response.json()
+    assert body["status"] == "success", body
+    assert body["data"]["result"], f"{dashboard} / {panel}: no data for {expr}"
+
+
+def _scrape(port: int) -> dict[str, float]:
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {sample.name: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == "registrations_total" and not sample.labels}
+
+
+def test_registrations_are_counted_across_every_worker_and_replica(stack, http):
+    ports = [stack.settings.instance_port(n) for n in (1, 2, 3)]
+    before = sum(_scrape(port).get("registrations_total", 0) for port in ports)
+    for _ in range(10):  # spread over replicas and over each replica's gunicorn workers
+        assert register(http, stack).status_code == 201
+    after = sum(_scrape(port).get("registrations_total", 0) for port in ports)
+    assert after - before == 10
+
+
+def test_one_request_can_be_followed_across_nginx_middleware_and_replica(stack, http):
+    rid = f"trace-{uuid.uuid4().hex}"
+    assert http.get(f"{stack.url}/api/reports/cities.xlsx", auth=stack.admin,
+                    headers={"X-Request-ID": rid}).status_code == 200
+    time.sleep(0.5)
+    shown = subprocess.run([sys.executable, "-m", "stack", "logs", "--request-id", rid, "-n", "20"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=30).stdout
+    parts = {line.split("|")[0].strip() for line in shown.splitlines() if rid in line}
+    assert "nginx" in parts and "middleware" in parts
+    assert parts & {"instance-1", "instance-2", "instance-3"}
+    assert all(rid in line for line in shown.splitlines())
+
+
+class _LokiReceiver(BaseHTTPRequestHandler):
+    pushes: list = []
+
+    def do_POST(self):  # noqa: N802 - the http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.pushes.append((self.path, self.headers["Content-Type"], json.loads(body)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_logs_are_pushed_to_loki_with_low_cardinality_labels(tmp_path):
+    server = HTTPServer(("127.0.0.1", 0), _LokiReceiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    script = (
+        "import logging, time\n"
+        "from common import logs\n"
+        f"logs.configure('instance', 'instance-9', 'INFO', 'http://127.0.0.1:{server.server_port}')\n"
+        "logging.getLogger('instance.registrations').warning('photo store slow', extra={'request_id': 'req-42'})\n"
+        "time.sleep(1.5)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True, timeout=30, capture_output=True)
+    server.shutdown()
+    assert _LokiReceiver.pushes, "nothing was pushed"
+    path, content_type, payload = _LokiReceiver.pushes[0]
+    assert path == "/loki/api/v1/push" and content_type == "application/json"
+    stream = payload["streams"][0]
+    assert stream["stream"] == {"service": "instance", "instance": "instance-9", "level": "warning"}
+    timestamp, line = stream["values"][0]
+    assert timestamp.isdigit() and len(timestamp) == 19  # nanoseconds
+    record = json.loads(line)
+    assert record["message"] == "photo store slow" and record["request_id"] == "req-42"
