@@ -1,0 +1,247 @@
+"""docker-compose.yml: valid, wired to the repository's own config files, closed by default."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from deploytools import COMPOSE_REQUIRED_SECRETS, DUMMY_SECRETS, REPO, placeholders, repo_file, run_compose_config
+
+# Host file or folder -> where the container must see it: the very files the native stack uses.
+SHARED_CONFIG_MOUNTS = {
+    "nginx": {"nginx/templates/default.conf.template": "/etc/nginx/templates/default.conf.template"},
+    "photo-store": {"photo-store/templates/default.conf.template": "/etc/nginx/templates/default.conf.template"},
+    "prometheus": {
+        "prometheus/prometheus.yml": "/etc/prometheus/prometheus.yml",
+        "prometheus/rules": "/etc/prometheus/rules",
+        "prometheus/targets/compose": "/etc/prometheus/targets",
+    },
+    "blackbox-exporter": {"prometheus/blackbox.yml": "/etc/blackbox_exporter/config.yml"},
+    "alertmanager-config": {"alertmanager/alertmanager.yml": "/templates/alertmanager.yml"},
+    "alertmanager": {"alertmanager/templates": "/etc/alertmanager/templates"},
+    "grafana": {
+        "grafana/provisioning": "/etc/grafana/provisioning",
+        "grafana/dashboards": "/var/lib/grafana/dashboards",
+    },
+    "loki": {"loki/loki.yml": "/etc/loki/loki.yml"},
+    "alloy": {"alloy/config.alloy": "/etc/alloy/config.alloy"},
+}
+
+PUBLISHED = {"nginx": 8080, "grafana": 3000, "prometheus": 9090, "alertmanager": 9093, "mailpit": 8025}
+
+STATE_VOLUMES = {
+    "mongodb": "/data/db",
+    "redis": "/data",
+    "photo-store": "/var/lib/photos",
+    "prometheus": "/prometheus",
+    "loki": "/loki",
+    "grafana": "/var/lib/grafana",
+}
+
+BACKENDS = ("instance-1", "instance-2", "instance-3", "middleware", "mongodb", "redis", "photo-store")
+
+
+def _mounts(service: dict) -> list[tuple[str, str, str]]:
+    """(source, target, mode) of each volume entry of a resolved service."""
+    out = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            out.append((volume.get("source", ""), volume["target"], "ro" if volume.get("read_only") else "rw"))
+        else:
+            parts = volume.split(":")
+            out.append((parts[0], parts[1], parts[2] if len(parts) > 2 else "rw"))
+    return out
+
+
+def _bind_mounts(service: dict) -> list[tuple[str, str, str]]:
+    return [m for m in _mounts(service) if m[0].startswith("/")]
+
+
+def test_compose_config_validates(compose):
+    assert set(compose["services"]) >= {
+        "nginx",
+        "middleware",
+        "instance-1",
+        "instance-2",
+        "instance-3",
+        "mongodb",
+        "redis",
+        "photo-store",
+        "prometheus",
+        "alertmanager",
+        "node-exporter",
+        "nginx-exporter",
+        "redis-exporter",
+        "blackbox-exporter",
+        "loki",
+        "alloy",
+        "grafana",
+        "mailpit",
+    }
+
+
+@pytest.mark.parametrize("missing", COMPOSE_REQUIRED_SECRETS)
+def test_compose_refuses_to_run_without_a_required_secret(missing, tmp_path):
+    values = {k: v for k, v in DUMMY_SECRETS.items() if k != missing}
+    result = run_compose_config(values, tmp_path)
+    assert result.returncode != 0
+    assert missing in result.stderr
+
+
+def test_every_mounted_path_exists_in_the_repository(compose):
+    for name, service in compose["services"].items():
+        for source, _target, _mode in _bind_mounts(service):
+            if not source.startswith(str(REPO)):
+                continue  # host paths: the Docker socket, the host root for node-exporter
+            relative = Path(source).relative_to(REPO)
+            assert Path(source).exists(), f"service {name} mounts {relative}, which is not in the repository"
+
+
+def test_every_build_context_and_dockerfile_exists(compose):
+    builds = {name: s["build"] for name, s in compose["services"].items() if "build" in s}
+    assert set(builds) == {"instance-1", "instance-2", "instance-3", "middleware"}
+    for name, build in builds.items():
+        context = Path(build["context"])
+        assert context == REPO, f"{name} must build from the repository root"
+        assert (context / build["dockerfile"]).is_file(), f"{name}: {build['dockerfile']} is missing"
+
+
+def test_configs_are_mounted_read_only(compose):
+    for name, service in compose["services"].items():
+        for source, target, mode in _bind_mounts(service):
+            assert "ro" in mode.split(","), f"{name} mounts {source} at {target} writable"
+
+
+@pytest.mark.parametrize("service", sorted(SHARED_CONFIG_MOUNTS))
+def test_configs_are_the_files_the_native_stack_uses(compose, service):
+    mounts = {Path(source): target for source, target, _ in _bind_mounts(compose["services"][service])}
+    for relative, target in SHARED_CONFIG_MOUNTS[service].items():
+        repo_file(relative)
+        assert mounts.get(REPO / relative) == target, f"{service} must mount {relative} at {target}"
+
+
+def test_only_the_user_interfaces_are_published_and_on_localhost(compose):
+    published = {name: s["ports"] for name, s in compose["services"].items() if s.get("ports")}
+    assert set(published) == set(PUBLISHED)
+    for name, ports in published.items():
+        assert len(ports) == 1
+        port = ports[0]
+        if isinstance(port, dict):
+            host_ip, target = port.get("host_ip"), int(port["target"])
+        else:
+            host_ip, _, rest = port.partition(":")
+            target = int(rest.split(":")[-1].split("/")[0])
+        assert host_ip == "127.0.0.1", f"{name} is published beyond localhost by default"
+        assert target == PUBLISHED[name]
+
+
+def test_backends_sit_only_on_internal_networks(compose):
+    networks = compose["networks"]
+    assert networks["backend"].get("internal") is True
+    for name in BACKENDS:
+        for network in compose["services"][name]["networks"]:
+            assert network in {"backend", "egress"}, f"{name} is attached to {network}"
+    # egress (Cloudinary) is for the replicas only
+    services = compose["services"].items()
+    others = [n for n, s in services if "egress" in s.get("networks", {}) and not n.startswith("instance-")]
+    assert others == []
+
+
+@pytest.mark.parametrize("name", ["mongodb", "redis", "photo-store", "prometheus", "grafana"])
+def test_stateful_parts_have_healthchecks(compose, name):
+    assert compose["services"][name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+
+
+@pytest.mark.parametrize(
+    "service,dependency",
+    [
+        ("instance-1", "mongodb"),
+        ("instance-2", "mongodb"),
+        ("instance-3", "mongodb"),
+        ("middleware", "mongodb"),
+        ("middleware", "redis"),
+        ("instance-1", "photo-store"),
+        ("nginx", "instance-1"),
+        ("nginx", "middleware"),
+    ],
+)
+def test_services_wait_for_healthy_dependencies(compose, service, dependency):
+    depends = compose["services"][service]["depends_on"]
+    assert depends[dependency]["condition"] == "service_healthy"
+
+
+def test_mongodb_healthcheck_pings_with_mongosh(compose):
+    test = compose["services"]["mongodb"]["healthcheck"]["test"]
+    assert "mongosh" in test and any("ping" in part for part in test)
+
+
+@pytest.mark.parametrize("service", sorted(STATE_VOLUMES))
+def test_state_lives_in_named_volumes(compose, service):
+    mounts = _mounts(compose["services"][service])
+    named = {target: source for source, target, _ in mounts if not source.startswith("/")}
+    target = STATE_VOLUMES[service]
+    assert target in named, f"{service} keeps {target} outside a named volume"
+    assert named[target] in compose["volumes"]
+
+
+def test_grafana_admin_password_comes_from_the_env_file(compose, compose_source):
+    env = compose["services"]["grafana"]["environment"]
+    assert env["GF_SECURITY_ADMIN_PASSWORD"] == DUMMY_SECRETS["GRAFANA_ADMIN_PASSWORD"]
+    written = compose_source["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert written.startswith("${GRAFANA_ADMIN_PASSWORD:?")
+
+
+@pytest.mark.parametrize(
+    "service,template",
+    [
+        ("nginx", "nginx/templates/default.conf.template"),
+        ("photo-store", "photo-store/templates/default.conf.template"),
+    ],
+)
+def test_every_template_placeholder_gets_a_value(compose, service, template):
+    missing = placeholders(repo_file(template)) - set(compose["services"][service]["environment"])
+    assert not missing, f"{service} leaves {sorted(missing)} of {template} unset"
+
+
+def test_alertmanager_template_is_rendered_with_every_placeholder(compose):
+    renderer = compose["services"]["alertmanager-config"]
+    script = " ".join(renderer["entrypoint"])
+    for name in placeholders(repo_file("alertmanager/alertmanager.yml")):
+        assert f"${{{name}}}" in script.replace("$$", "$"), f"{name} is not substituted"
+        assert name in renderer["environment"], f"{name} has no value"
+    alertmanager = compose["services"]["alertmanager"]
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager["command"]
+    assert alertmanager["depends_on"]["alertmanager-config"]["condition"] == "service_completed_successfully"
+
+
+def test_grafana_dashboards_are_mounted_where_the_provider_reads_them(compose):
+    providers = yaml.safe_load(repo_file("grafana/provisioning/dashboards/dashboards.yml").read_text())["providers"]
+    paths = {p["options"]["path"] for p in providers}
+    mounted = {target for _source, target, _ in _bind_mounts(compose["services"]["grafana"])}
+    assert paths <= mounted, f"dashboards.yml reads {sorted(paths)}, compose mounts {sorted(mounted)}"
+
+
+def test_compose_target_files_cover_every_file_prometheus_reads(compose):
+    config = yaml.safe_load(repo_file("prometheus/prometheus.yml").read_text())
+    wanted = {
+        Path(f).name
+        for section in config["scrape_configs"] + config.get("alerting", {}).get("alertmanagers", [])
+        for sd in section.get("file_sd_configs", [])
+        for f in sd["files"]
+    }
+    present = {p.name for p in (REPO / "prometheus/targets/compose").glob("*.yml")}
+    assert wanted <= present, f"compose has no target file for {sorted(wanted - present)}"
+
+
+def test_images_are_pinned(compose):
+    for name, service in compose["services"].items():
+        image = service["image"]
+        if "build" in service:
+            continue
+        repo_tag = image.rsplit("/", 1)[-1]
+        assert ":" in repo_tag and not repo_tag.endswith(":latest"), f"{name} uses an unpinned image {image}"
+
+
+def test_compose_services_do_not_push_logs_to_loki_themselves(compose):
+    # Alloy ships stdout; a direct push as well would store each line twice.
+    for name in ("instance-1", "instance-2", "instance-3", "middleware"):
+        assert compose["services"][name]["environment"].get("LOKI_URL", "") == ""

@@ -1,0 +1,108 @@
+"""The service images: what they copy exists and is sent, and they run as the contract says."""
+
+import fnmatch
+import re
+
+import pytest
+from deploytools import REPO, repo_file
+
+SERVICES = {"instance": 8000, "middleware": 8010}
+
+
+def _instructions(service: str) -> list[tuple[str, str]]:
+    text = repo_file(f"{service}/Dockerfile").read_text()
+    text = re.sub(r"\\\n", " ", text)  # join continued lines
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            out.append((keyword.upper(), rest.strip()))
+    return out
+
+
+def _copy_sources(service: str) -> list[str]:
+    sources = []
+    for keyword, rest in _instructions(service):
+        if keyword == "COPY" and "--from=" not in rest:
+            parts = [p for p in rest.split() if not p.startswith("--")]
+            sources.extend(parts[:-1])
+    return sources
+
+
+def _sent_to_docker(relative: str) -> bool:
+    """Whether .dockerignore lets a path into the build context (last matching rule wins)."""
+    included = True
+    for rule in repo_file(".dockerignore").read_text().splitlines():
+        rule = rule.strip()
+        if not rule or rule.startswith("#"):
+            continue
+        negate = rule.startswith("!")
+        pattern = rule.lstrip("!").rstrip("/")
+        candidates = [relative.rstrip("/")]
+        parts = relative.rstrip("/").split("/")
+        candidates += ["/".join(parts[:i]) for i in range(1, len(parts))]
+        if any(fnmatch.fnmatch(c, pattern) or fnmatch.fnmatch(c, pattern.replace("**/", "")) for c in candidates):
+            included = negate
+    return included
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_copy_sources_exist(service):
+    sources = _copy_sources(service)
+    assert f"{service}/" in sources and "common/" in sources
+    for source in sources:
+        assert (REPO / source).exists(), f"{service}/Dockerfile copies {source}, which is not in the repository"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_copy_sources_are_not_excluded_by_dockerignore(service):
+    for source in _copy_sources(service):
+        assert _sent_to_docker(source), f".dockerignore keeps {source} out of the build context"
+
+
+@pytest.mark.parametrize("path", [".env", ".git", "var", "k8s", "tests", "instance/__pycache__"])
+def test_dockerignore_keeps_secrets_and_clutter_out(path):
+    assert not _sent_to_docker(path)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_image_is_pinned_slim_python_311(service):
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)", repo_file(f"{service}/Dockerfile").read_text(), re.M))
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", args["PYTHON_IMAGE"])
+    froms = [rest for keyword, rest in _instructions(service) if keyword == "FROM"]
+    assert len(froms) == 2 and all(f.startswith("${PYTHON_IMAGE}") for f in froms)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_runs_as_a_numeric_non_root_user(service):
+    users = [rest for keyword, rest in _instructions(service) if keyword == "USER"]
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_environment_and_entrypoint(service):
+    instructions = _instructions(service)
+    env = " ".join(rest for keyword, rest in instructions if keyword == "ENV")
+    assert "PYTHONDONTWRITEBYTECODE=1" in env
+    assert f"BIND=0.0.0.0:{SERVICES[service]}" in env
+    assert f"SERVICE_NAME={service}" in env
+    cmd = [rest for keyword, rest in instructions if keyword == "CMD"][-1]
+    assert cmd == f'["gunicorn", "-c", "python:common.gunicorn_conf", "{service}:create_app()"]'
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_healthcheck_uses_python_on_health(service):
+    healthcheck = [rest for keyword, rest in _instructions(service) if keyword == "HEALTHCHECK"]
+    assert len(healthcheck) == 1
+    assert '"python"' in healthcheck[0] and "/health" in healthcheck[0]
+    assert "curl" not in healthcheck[0]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_requirements_are_pinned(service):
+    for line in repo_file(f"{service}/requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            assert "==" in line, f"{service}/requirements.txt: {line} is not pinned"

@@ -1,0 +1,250 @@
+"""k8s/: both overlays render, validate against the Kubernetes schemas, and keep the contract."""
+
+import base64
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from deploytools import (
+    DUMMY_SECRETS,
+    KUBERNETES_VERSION,
+    OVERLAYS,
+    REPO,
+    configmap,
+    find,
+    one,
+    placeholders,
+    repo_file,
+    shadow_repo,
+)
+
+# generated ConfigMap -> {key: repository file}: the very files native and compose use
+SHARED_CONFIGMAPS = {
+    "nginx-templates": {"default.conf.template": "nginx/templates/default.conf.template"},
+    "photo-store-templates": {"default.conf.template": "photo-store/templates/default.conf.template"},
+    "prometheus-config": {"prometheus.yml": "prometheus/prometheus.yml"},
+    "blackbox-config": {"config.yml": "prometheus/blackbox.yml"},
+    "alertmanager-template": {"alertmanager.yml": "alertmanager/alertmanager.yml"},
+    "grafana-datasources": {"datasources.yml": "grafana/provisioning/datasources/datasources.yml"},
+    "grafana-dashboard-providers": {"dashboards.yml": "grafana/provisioning/dashboards/dashboards.yml"},
+    "loki-config": {"loki.yml": "loki/loki.yml"},
+    "alloy-config": {"config.alloy": "alloy/config.k8s.alloy"},
+}
+
+
+def _pod_spec(obj: dict) -> dict:
+    return obj["spec"]["template"]["spec"]
+
+
+def _env_names(objects: list[dict], container: dict) -> set[str]:
+    names = {e["name"] for e in container.get("env", [])}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            cm = next(o for o in find(objects, "ConfigMap") if o["metadata"]["name"] == source["configMapRef"]["name"])
+            names |= set(cm.get("data", {}))
+    return names
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders(rendered, overlay):
+    kinds = {o["kind"] for o in rendered[overlay]}
+    assert {"Deployment", "StatefulSet", "Service", "ConfigMap", "Secret", "PodDisruptionBudget"} <= kinds
+
+
+def test_schema_validation_is_real():
+    broken = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": "three"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_validates_against_the_kubernetes_schemas(rendered, overlay):
+    failures = []
+    for obj in rendered[overlay]:
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except (kubernetes_validate.ValidationError, kubernetes_validate.SchemaNotFoundError) as error:
+            failures.append(f"{obj['kind']}/{obj['metadata']['name']}: {getattr(error, 'message', error)}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_instance_deployment_probes_resources_replicas_and_spread(rendered, overlay):
+    deployment = one(rendered[overlay], "Deployment", "instance")
+    assert deployment["spec"]["replicas"] == 3
+    spec = _pod_spec(deployment)
+    container = spec["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind]), f"no {kind}"
+    spread = spec["topologySpreadConstraints"]
+    assert any(c["topologyKey"] == "kubernetes.io/hostname" for c in spread)
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    for constraint in spread:
+        assert constraint["labelSelector"]["matchLabels"].items() <= labels.items()
+
+
+def test_production_never_puts_two_replicas_on_one_node(rendered):
+    spread = _pod_spec(one(rendered["production"], "Deployment", "instance"))["topologySpreadConstraints"]
+    by_key = {c["topologyKey"]: c["whenUnsatisfiable"] for c in spread}
+    assert by_key["kubernetes.io/hostname"] == "DoNotSchedule"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("kind", ["PodDisruptionBudget", "HorizontalPodAutoscaler"])
+def test_pdb_and_hpa_select_the_instance_pods(rendered, overlay, kind):
+    objects = rendered[overlay]
+    deployment = one(objects, "Deployment", "instance")
+    obj = one(objects, kind, "instance")
+    if kind == "PodDisruptionBudget":
+        selector = obj["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        assert obj["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+    else:
+        target = obj["spec"]["scaleTargetRef"]
+        assert (target["kind"], target["name"]) == ("Deployment", "instance")
+        assert obj["spec"]["minReplicas"] == 3 and obj["spec"]["maxReplicas"] > 3
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("name", ["instance", "middleware"])
+def test_services_run_non_root_on_a_read_only_filesystem(rendered, overlay, name):
+    spec = _pod_spec(one(rendered[overlay], "Deployment", name))
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    container = spec["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    empty_dirs = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+    multiproc = configmap(rendered[overlay], "app-config")["data"]["PROMETHEUS_MULTIPROC_DIR"]
+    for path in ("/tmp", multiproc):  # noqa: S108 (a path inside the pod)
+        assert mounts.get(path) in empty_dirs, f"{name}: {path} is not a writable emptyDir"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_runs_non_root(rendered, overlay):
+    for obj in rendered[overlay]:
+        if obj["kind"] in {"Deployment", "StatefulSet", "Job"}:
+            spec = _pod_spec(obj)
+            assert spec.get("securityContext", {}).get("runAsNonRoot") is True, obj["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_secret_carries_a_committed_value(rendered, k8s_repo, overlay):
+    secrets = find(rendered[overlay], "Secret")
+    assert [s["metadata"]["name"].rsplit("-", 1)[0] for s in secrets] == ["vaccination-secrets"]
+    values = {k: base64.b64decode(v).decode() for k, v in secrets[0].get("data", {}).items()}
+    example = (REPO / "k8s" / "overlays" / overlay / "secrets.env.example").read_text()
+    committed = dict(line.split("=", 1) for line in example.splitlines() if "=" in line and not line.startswith("#"))
+    for key, value in values.items():
+        if key in DUMMY_SECRETS:
+            assert value == DUMMY_SECRETS[key], f"{key} does not come from secrets.env"
+        else:
+            # the example's non-secret defaults (connection strings without credentials) or empty
+            assert value == committed.get(key, ""), f"{key} holds a value that is not in the example"
+            assert "@" not in value, f"{key} carries credentials"
+    assert set(DUMMY_SECRETS) <= set(values)
+
+
+def test_no_secret_manifest_or_secrets_file_is_committed():
+    for path in (REPO / "k8s").rglob("*"):
+        if path.suffix in {".yaml", ".yml"}:
+            for doc in yaml.safe_load_all(path.read_text()):
+                assert not (doc and doc.get("kind") == "Secret"), f"{path} commits a Secret"
+    tracked = subprocess.run(["git", "ls-files", "k8s"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    assert not [t for t in tracked if Path(t).name == "secrets.env"]
+    for overlay in OVERLAYS:
+        ignored = subprocess.run(["git", "check-ignore", "-q", f"k8s/overlays/{overlay}/secrets.env"], cwd=REPO)
+        assert ignored.returncode == 0, f"k8s/overlays/{overlay}/secrets.env is not git-ignored"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("name", sorted(SHARED_CONFIGMAPS))
+def test_configmaps_are_generated_from_the_repository_files(rendered, overlay, name):
+    data = configmap(rendered[overlay], name)["data"]
+    for key, relative in SHARED_CONFIGMAPS[name].items():
+        assert data[key] == repo_file(relative).read_text(), f"{name}/{key} is not {relative}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_rules_file_and_dashboard_is_deployed(rendered, overlay):
+    rules = configmap(rendered[overlay], "prometheus-rules").get("data", {})
+    for path in sorted((REPO / "prometheus/rules").glob("*.yml")):
+        assert rules.get(path.name) == path.read_text(), (
+            f"prometheus/rules/{path.name} is missing from k8s/components/monitoring/kustomization.yaml"
+        )
+    dashboards = configmap(rendered[overlay], "grafana-dashboards").get("data", {})
+    for path in sorted((REPO / "grafana/dashboards").glob("*.json")):
+        assert dashboards.get(path.name) == path.read_text(), (
+            f"grafana/dashboards/{path.name} is missing from k8s/components/monitoring/kustomization.yaml"
+        )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize(
+    "kind,name,template",
+    [
+        ("Deployment", "nginx", "nginx/templates/default.conf.template"),
+        ("StatefulSet", "photo-store", "photo-store/templates/default.conf.template"),
+    ],
+)
+def test_every_template_placeholder_gets_a_value(rendered, overlay, kind, name, template):
+    objects = rendered[overlay]
+    container = _pod_spec(one(objects, kind, name))["containers"][0]
+    missing = placeholders(repo_file(template)) - _env_names(objects, container)
+    assert not missing, f"{name} leaves {sorted(missing)} of {template} unset"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_alertmanager_template_is_rendered_with_every_placeholder(rendered, overlay):
+    objects = rendered[overlay]
+    init = _pod_spec(one(objects, "StatefulSet", "alertmanager"))["initContainers"][0]
+    script = " ".join(init["command"])
+    for name in placeholders(repo_file("alertmanager/alertmanager.yml")):
+        assert f"${{{name}}}" in script, f"{name} is not substituted"
+        assert name in _env_names(objects, init), f"{name} has no value"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_grafana_dashboards_are_mounted_where_the_provider_reads_them(rendered, overlay):
+    providers = yaml.safe_load(repo_file("grafana/provisioning/dashboards/dashboards.yml").read_text())["providers"]
+    container = _pod_spec(one(rendered[overlay], "Deployment", "grafana"))["containers"][0]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {p["options"]["path"] for p in providers} <= mounts
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_grafana_admin_password_is_required_from_the_secret(rendered, overlay):
+    container = _pod_spec(one(rendered[overlay], "Deployment", "grafana"))["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["GF_SECURITY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert ref["key"] == "GRAFANA_ADMIN_PASSWORD" and not ref.get("optional")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_mongodb_is_a_replica_set_written_with_majority(rendered, overlay):
+    objects = rendered[overlay]
+    statefulset = one(objects, "StatefulSet", "mongodb")
+    assert "--replSet=rs0" in _pod_spec(statefulset)["containers"][0]["args"]
+    members = _pod_spec(one(objects, "Job", "mongodb-init-replica-set"))["containers"][0]["env"][0]
+    assert members["name"] == "MONGO_MEMBERS" and int(members["value"]) == statefulset["spec"]["replicas"]
+    secret = find(objects, "Secret")[0]
+    url = base64.b64decode(secret["data"]["MONGO_URL"]).decode()
+    assert "replicaSet=rs0" in url and "w=majority" in url
+    assert url.count("mongodb-") == statefulset["spec"]["replicas"]
+
+
+def test_production_runs_three_mongodb_members_with_a_disruption_budget(rendered):
+    objects = rendered["production"]
+    assert one(objects, "StatefulSet", "mongodb")["spec"]["replicas"] == 3
+    assert one(objects, "PodDisruptionBudget", "mongodb")["spec"]["maxUnavailable"] == 1
+
+
+def test_render_script_refuses_to_run_without_secrets_env(tmp_path):
+    repo = shadow_repo(tmp_path, DUMMY_SECRETS)
+    (repo / "k8s/overlays/local/secrets.env").unlink()
+    result = subprocess.run(["sh", str(repo / "k8s/render.sh"), "local"], capture_output=True, text=True)
+    assert result.returncode != 0 and "secrets.env.example" in result.stderr
