@@ -4,8 +4,9 @@ import csv
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_short_load_run_passes_with_no_failed_request(stack, tmp_path):
