@@ -12,6 +12,8 @@ User kinds (class weights set the mix of simulated users):
 Environment: ``ADMIN_PASSWORD`` (else read from the repository's ``.env``);
 ``LOADTEST_ACK_FILE``: append the id of every acknowledged (201) registration to this
 file, one per line, so a failover drill can check that all of them were stored.
+``LOADTEST_REQUESTS_FILE``: append one JSON line per request (start time, latency, status,
+error code), for the drill's before/during latency and failure accounting.
 
 Run it through ``python -m loadtests.run`` (see README.md), or directly with
 ``locust -f loadtests/locustfile.py --host http://127.0.0.1:8080``.
@@ -19,6 +21,7 @@ Run it through ``python -m loadtests.run`` (see README.md), or directly with
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
@@ -49,6 +52,34 @@ def record_ack(registration_id: str) -> None:
         _ack_file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     _ack_file.write(f"{registration_id}\n")
     _ack_file.flush()
+
+
+_requests_file = None
+
+
+@events.request.add_listener
+def _log_request(name, response_time, response, exception, start_time=None, **_kwargs):
+    """One JSON line per request in $LOADTEST_REQUESTS_FILE: when, how long, how it ended.
+
+    The failover drill reads it to split latency into before/during the outage and to tell
+    failures from refusals the system documents (e.g. 503 photo_store_unavailable).
+    """
+    global _requests_file
+    path = os.environ.get("LOADTEST_REQUESTS_FILE")
+    if not path:
+        return
+    if _requests_file is None:
+        _requests_file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    status = getattr(response, "status_code", 0) or 0
+    code = None
+    if exception is not None and status >= 400:
+        body = _json(response)
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            code = body["error"].get("code")
+    line = {"t": round(start_time or 0, 3), "ms": round(response_time, 1), "name": name, "status": status,
+            "ok": exception is None, "code": code}
+    _requests_file.write(json.dumps(line) + "\n")
+    _requests_file.flush()
 
 
 @events.init.add_listener

@@ -123,7 +123,12 @@ def load_test(args) -> int:
     return subprocess.call([sys.executable, "-m", "loadtests.run", *args.tool_args], cwd=ROOT, env=env)
 
 
-PASS_THROUGH = {"test": test, "load": load_test}
+def drill(args) -> int:
+    """The failover drill: lose one part under load, bring it back, print what it cost."""
+    return subprocess.call([sys.executable, "-m", "loadtests.drill", *args.tool_args], cwd=ROOT)
+
+
+PASS_THROUGH = {"test": test, "load": load_test, "drill": drill}
 
 
 def main() -> int:
@@ -150,6 +155,7 @@ def main() -> int:
     command.set_defaults(func=run_seed)
     sub.add_parser("test", help="the whole test suite against an isolated stack (options go to pytest)")
     sub.add_parser("load", help="locust load test (options: ./init.sh load --help)")
+    sub.add_parser("drill", help="failover drill under load (options: ./init.sh drill --help)")
     argv = sys.argv[1:]
     if argv[:1] and argv[0] in PASS_THROUGH:  # everything after it belongs to pytest / locust
         args = argparse.Namespace(command=argv[0], func=PASS_THROUGH[argv[0]], tool_args=argv[1:])

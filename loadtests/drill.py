@@ -1,0 +1,246 @@
+"""`./init.sh drill`: lose one machine under steady load, bring it back, measure what it cost.
+
+    python -m loadtests.drill [--victim instance-2] [--users 30] [--warmup 30] [--outage 45]
+
+Under a steady locust load: stop the victim, keep the load running, start the victim again,
+stop the load. The last line printed is one JSON object with what happened; the exit status is
+non-zero when an acknowledged registration was lost, a request failed in a way the system does
+not document for that victim, data was half-stored, or an alert email was late.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from email.policy import default as email_policy
+from pathlib import Path
+
+from common import records
+from stack import supervisor
+from stack.parts import all_parts
+from stack.settings import ROOT, Settings, load
+
+# What on-call is promised: the firing email within 60 s of the stop, resolved within 90 s.
+FIRING_LIMIT_S = 60
+RESOLVED_LIMIT_S = 90
+
+REGISTRATION = "/api/registrations ["
+
+
+def _chart_or_report(row: dict) -> bool:
+    return row["name"].startswith(("/api/chart", "/api/reports"))
+
+
+# victim: (the alert that must name it, the refusals its loss is documented to cause)
+VICTIMS = {
+    **{f"instance-{n}": ("ReplicaDown", lambda row: False) for n in (1, 2, 3)},
+    # one middleware: chart and report answer nginx's JSON 503 until it is back
+    "middleware": ("MiddlewareDown", lambda row: _chart_or_report(row) and row["status"] == 503),
+    # a cache: the chart is served from the database meanwhile; nothing may fail
+    "redis": ("RedisDown", lambda row: False),
+    # registrations are refused with a clear 503 and nothing is stored; everything else works
+    "photo-store": ("PhotoStoreDown", lambda row: row["name"].startswith(REGISTRATION)
+                    and row["status"] == 503 and row["code"] == "photo_store_unavailable"),
+}
+
+
+def p95(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+class MailWatch:
+    """New alert emails in the mail sink's folder since the watch began."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.seen = set(self._names())
+
+    def _names(self) -> list[str]:
+        return sorted(p.name for p in self.folder.glob("*.eml")) if self.folder.exists() else []
+
+    def wait(self, status: str, alert: str, victim: str, timeout: float) -> float | None:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            for name in self._names():
+                if name in self.seen:
+                    continue
+                self.seen.add(name)
+                message = email.message_from_bytes((self.folder / name).read_bytes(), policy=email_policy)
+                subject = message["Subject"] or ""
+                if subject.startswith(f"[{status}") and alert in subject and victim in subject:
+                    return time.monotonic() - started
+            time.sleep(0.25)
+        return None
+
+
+def _start_load(s: Settings, out: Path, users: int, spawn_rate: float) -> subprocess.Popen:
+    env = {**os.environ, "ADMIN_PASSWORD": s.secrets["ADMIN_PASSWORD"],
+           "LOADTEST_ACK_FILE": str(out / "acknowledged.txt"), "LOADTEST_REQUESTS_FILE": str(out / "requests.jsonl")}
+    command = [sys.executable, "-m", "loadtests.run", "--users", str(users), "--spawn-rate", str(spawn_rate),
+               "--duration", "2h", "--p95-ms", "0", "--host", s.public_url, "--out", str(out / "locust")]
+    log = open(out / "load.log", "w")  # noqa: SIM115 - the load runs in the background; closed in _stop_load
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    process.log = log
+    return process
+
+
+def _stop_load(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)  # locust writes its reports on Ctrl-C
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    process.log.close()
+
+
+def _integrity(s: Settings, db, since: datetime) -> dict:
+    """Nothing half-stored: every new record's photo exists, every new photo has its record."""
+    photo_dir = s.data_dir / "photos"
+    if s.get("CLOUDINARY_URL") or not photo_dir.exists():
+        return {"records_without_photo": None, "orphan_photos": None}
+    new_records = list(db[records.REGISTRATIONS].find({"created_at": {"$gte": since}}, {"photo_key": 1}))
+    keys = {doc["photo_key"] for doc in new_records}
+    without_photo = sum(1 for key in keys if not (photo_dir / key).is_file())
+    cutoff = since.timestamp()
+    new_photos = {str(p.relative_to(photo_dir)) for p in photo_dir.rglob("*")
+                  if p.is_file() and p.stat().st_mtime >= cutoff}
+    referenced = {doc["photo_key"] for doc in db[records.REGISTRATIONS].find(
+        {"photo_key": {"$in": sorted(new_photos)}}, {"photo_key": 1})} if new_photos else set()
+    return {"records_without_photo": without_photo, "orphan_photos": len(new_photos - referenced)}
+
+
+def _stored(db, ids: list[str]) -> int:
+    stored = 0
+    for start in range(0, len(ids), 1000):
+        stored += db[records.REGISTRATIONS].count_documents({"_id": {"$in": ids[start:start + 1000]}})
+    return stored
+
+
+def run(args: argparse.Namespace) -> int:
+    s = load()
+    parts = {part.name: part for part in all_parts(s)}
+    down = [name for name, part in parts.items() if not supervisor.healthy(part)]
+    if down:
+        print(f"the stack is not fully up ({', '.join(down)}); start it with ./init.sh", file=sys.stderr)
+        return 2
+    alert, documented = VICTIMS[args.victim]
+    victim = parts[args.victim]
+    out = args.out or s.var / "drills" / datetime.now(UTC).strftime(f"%Y%m%dT%H%M%SZ-{args.victim}")
+    out.mkdir(parents=True, exist_ok=True)
+    db = records.connect(s.mongo_url)[s.get("MONGO_DB", "vaccination")]
+    began = datetime.now(UTC)
+    mail = MailWatch(s.mail_dir)
+
+    def say(text: str) -> None:
+        print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
+
+    t0 = time.monotonic()
+    load_process = _start_load(s, out, args.users, args.spawn_rate)
+    try:
+        say(f"load: {args.users} users; warming up {args.warmup:.0f}s")
+        time.sleep(args.warmup)
+        if load_process.poll() is not None:
+            raise RuntimeError(f"the load stopped early; see {out / 'load.log'}")
+        stopped_at = time.time()
+        supervisor.stop(s, victim)
+        say(f"stopped {args.victim}; waiting for the {alert} email")
+        alert_s = mail.wait("FIRING", alert, args.victim, timeout=max(args.outage, FIRING_LIMIT_S * 1.5))
+        say(f"firing email after {alert_s:.1f}s" if alert_s is not None else "no firing email")
+        remaining = args.outage - (time.time() - stopped_at)
+        if remaining > 0:
+            time.sleep(remaining)
+        restarted_at = time.time()
+        supervisor.start(s, victim)
+        say(f"restarted {args.victim}; waiting for the resolved email")
+        resolved_s = mail.wait("RESOLVED", alert, args.victim, timeout=RESOLVED_LIMIT_S * 1.5)
+        say(f"resolved email after {resolved_s:.1f}s" if resolved_s is not None else "no resolved email")
+        time.sleep(args.settle)
+        ended_at = time.time()
+    finally:
+        _stop_load(load_process)
+        if not supervisor.running_pid(s, victim):
+            supervisor.start(s, victim)
+    say("load stopped")
+
+    rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines() if line.strip()]
+    failed = [row for row in rows if not row["ok"] and not documented(row)]
+    refused = [row for row in rows if not row["ok"] and documented(row)]
+    before = [row["ms"] for row in rows if row["t"] < stopped_at]
+    during = [row["ms"] for row in rows if stopped_at <= row["t"] < restarted_at]
+    after = [row for row in rows if restarted_at + 10 <= row["t"] <= ended_at]
+    acknowledged = sorted(set((out / "acknowledged.txt").read_text().split())) if (
+        out / "acknowledged.txt").exists() else []
+    stored = _stored(db, acknowledged)
+    result = {
+        "victim": args.victim,
+        "failed_requests": len(failed),
+        "requests": len(rows),
+        "acknowledged": len(acknowledged),
+        "stored": stored,
+        "lost": len(acknowledged) - stored,
+        "alert_email_s": None if alert_s is None else round(alert_s, 1),
+        "resolved_email_s": None if resolved_s is None else round(resolved_s, 1),
+        "p95_ms_before": p95(before),
+        "p95_ms_during": p95(during),
+        "refused_as_documented": len(refused),
+        "chart_served_during": sum(1 for row in rows if stopped_at <= row["t"] < restarted_at
+                                   and row["name"].startswith("/api/chart") and row["ok"]),
+        "recovered": bool(after) and all(row["ok"] for row in after),
+        **_integrity(s, db, began),
+    }
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    problems = []
+    if result["lost"]:
+        problems.append(f"{result['lost']} acknowledged registrations are not stored")
+    if failed:
+        kinds = sorted({f"{row['name']} -> {row['status']} {row['code'] or ''}".strip() for row in failed})
+        problems.append(f"{len(failed)} requests failed: {'; '.join(kinds[:5])}")
+    if alert_s is None or alert_s > FIRING_LIMIT_S:
+        problems.append(f"the firing email did not arrive within {FIRING_LIMIT_S}s")
+    if resolved_s is None or resolved_s > RESOLVED_LIMIT_S:
+        problems.append(f"the resolved email did not arrive within {RESOLVED_LIMIT_S}s")
+    if result["records_without_photo"] or result["orphan_photos"]:
+        problems.append("half-stored registrations (records without photo or photos without record)")
+    if not result["recovered"]:
+        problems.append("requests still failed after the victim was back")
+    for problem in problems:
+        print(f"FAIL: {problem}")
+    print(f"details: {out}")
+    print(json.dumps(result))
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="./init.sh drill", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--victim", default="instance-2", choices=sorted(VICTIMS),
+                        help="the part to stop (default: %(default)s)")
+    parser.add_argument("--users", type=int, default=30, help="locust users (default: %(default)s)")
+    parser.add_argument("--spawn-rate", type=float, default=10,
+                        help="users started per second (default: %(default)s)")
+    parser.add_argument("--warmup", type=float, default=30,
+                        help="seconds of load before the stop (default: %(default)s)")
+    parser.add_argument("--outage", type=float, default=45,
+                        help="seconds the victim stays down at least, longer until its alert email "
+                             "(default: %(default)s)")
+    parser.add_argument("--settle", type=float, default=15,
+                        help="seconds of load after the resolved email (default: %(default)s)")
+    parser.add_argument("--out", type=Path, help="folder for the drill's files (default: var/drills/<time>-<victim>)")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
