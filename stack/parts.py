@@ -25,7 +25,6 @@ class Part:
     port: int
     env: dict[str, str] = field(default_factory=dict)
     prepare: Callable[[], None] | None = None
-    group: str = "cluster"
 
 
 def _nginx_part(s: Settings, name: str, template: Path, values: dict[str, str], port: int, health: str) -> Part:
