@@ -39,8 +39,11 @@ class _ContextFilter(logging.Filter):
 class _Formatter(JsonFormatter):
     def add_fields(self, log_record, record, message_dict):
         super().add_fields(log_record, record, message_dict)
+        fields = dict(log_record)
+        log_record.clear()  # time and level first: the order a person scans a line in
         log_record["time"] = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         log_record["level"] = record.levelname.lower()
+        log_record.update(fields)
 
 
 def configure(service: str, instance: str, level: str = "INFO", loki_url: str | None = None) -> None:
