@@ -12,7 +12,7 @@ DEBIAN_PACKAGES=(
   nginx-light redis-server
   prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter
   prometheus-nginx-exporter prometheus-redis-exporter
-  chromium docker-compose
+  chromium docker-compose wrk
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -97,7 +97,9 @@ def run_seed(args) -> int:
 def test(args) -> int:
     """Isolated stack (own ports and state folder), the whole pytest suite, then down."""
     var = ROOT / "var" / "test"
-    os.environ.update(PORT_OFFSET="10000", VAR_DIR=str(var), ENV_FILE=str(var / ".env"))
+    # TEST_PORT_OFFSET lets two checkouts run their suites side by side
+    os.environ.update(PORT_OFFSET=os.environ.get("TEST_PORT_OFFSET", "10000"), VAR_DIR=str(var),
+                      ENV_FILE=str(var / ".env"))
     for name in ("MONGO_URL", "CLOUDINARY_URL", "LOKI_URL"):
         os.environ.pop(name, None)  # the suite runs against the stack it starts, nothing external
     down(args)
@@ -128,7 +130,12 @@ def drill(args) -> int:
     return subprocess.call([sys.executable, "-m", "loadtests.drill", *args.tool_args], cwd=ROOT)
 
 
-PASS_THROUGH = {"test": test, "load": load_test, "drill": drill}
+def bench(args) -> int:
+    """Benchmarks of the running stack against baselines started for the run, printed as ratios."""
+    return subprocess.call([sys.executable, "-m", "loadtests.bench", *args.tool_args], cwd=ROOT)
+
+
+PASS_THROUGH = {"test": test, "load": load_test, "drill": drill, "bench": bench}
 
 
 def main() -> int:
@@ -156,6 +163,7 @@ def main() -> int:
     sub.add_parser("test", help="the whole test suite against an isolated stack (options go to pytest)")
     sub.add_parser("load", help="locust load test (options: ./init.sh load --help)")
     sub.add_parser("drill", help="failover drill under load (options: ./init.sh drill --help)")
+    sub.add_parser("bench", help="benchmarks against baselines, as ratios (options: ./init.sh bench --help)")
     argv = sys.argv[1:]
     if argv[:1] and argv[0] in PASS_THROUGH:  # everything after it belongs to pytest / locust
         args = argparse.Namespace(command=argv[0], func=PASS_THROUGH[argv[0]], tool_args=argv[1:])

@@ -64,7 +64,7 @@ def _mongodb(s: Settings) -> Part | None:
                 prepare=lambda: data.mkdir(parents=True, exist_ok=True))
 
 
-def _gunicorn(s: Settings, name: str, app: str, port: int, env: dict[str, str]) -> Part:
+def gunicorn(s: Settings, name: str, app: str, port: int, env: dict[str, str]) -> Part:
     multiproc = s.run_dir / "metrics" / name
     return Part(
         name,
@@ -124,7 +124,7 @@ def cluster(s: Settings) -> list[Part]:
         "ADMIN_PASSWORD": s.secrets["ADMIN_PASSWORD"],
     }
     for n in range(1, INSTANCES + 1):
-        parts.append(_gunicorn(s, f"instance-{n}", "instance:create_app()", s.instance_port(n), {
+        parts.append(gunicorn(s, f"instance-{n}", "instance:create_app()", s.instance_port(n), {
             **common,
             "INSTANCE_NAME": f"instance-{n}",
             "PHOTO_STORE_URL": f"http://127.0.0.1:{p['PHOTO_STORE_PORT']}",
@@ -134,7 +134,7 @@ def cluster(s: Settings) -> list[Part]:
             "CLOUDINARY_URL": s.get("CLOUDINARY_URL"),
             "MAX_PHOTO_BYTES": str(s.max_photo_bytes),
         }))
-    parts.append(_gunicorn(s, "middleware", "middleware:create_app()", p["MIDDLEWARE_PORT"], {
+    parts.append(gunicorn(s, "middleware", "middleware:create_app()", p["MIDDLEWARE_PORT"], {
         **common,
         "INSTANCE_NAME": "middleware",
         "REDIS_URL": f"redis://127.0.0.1:{p['REDIS_PORT']}/0",
@@ -142,20 +142,27 @@ def cluster(s: Settings) -> list[Part]:
         "CHART_CACHE_TTL_SECONDS": s.get("CHART_CACHE_TTL_SECONDS", "300"),
     }))
 
-    parts.append(_nginx_part(s, "nginx", ROOT / "nginx/templates/default.conf.template", {
+    parts.append(public_nginx(s, "nginx", [s.instance_port(n) for n in range(1, INSTANCES + 1)],
+                              p["MIDDLEWARE_PORT"], p["PUBLIC_PORT"], p["NGINX_STATUS_PORT"]))
+    return parts
+
+
+def public_nginx(s: Settings, name: str, instance_ports: list[int], middleware_port: int, public_port: int,
+                 status_port: int) -> Part:
+    """The public entrypoint (also rendered by the bench in front of its baseline services)."""
+    return _nginx_part(s, name, ROOT / "nginx/templates/default.conf.template", {
         "BIND_HOST": "127.0.0.1",
-        **{f"INSTANCE_{n}_ADDR": f"127.0.0.1:{s.instance_port(n)}" for n in range(1, INSTANCES + 1)},
-        "MIDDLEWARE_ADDR": f"127.0.0.1:{p['MIDDLEWARE_PORT']}",
-        "PHOTO_STORE_ADDR": f"127.0.0.1:{p['PHOTO_STORE_PORT']}",
-        "PUBLIC_PORT": str(p["PUBLIC_PORT"]),
-        "NGINX_STATUS_PORT": str(p["NGINX_STATUS_PORT"]),
+        **{f"INSTANCE_{n}_ADDR": f"127.0.0.1:{port}" for n, port in enumerate(instance_ports, start=1)},
+        "MIDDLEWARE_ADDR": f"127.0.0.1:{middleware_port}",
+        "PHOTO_STORE_ADDR": f"127.0.0.1:{s.ports['PHOTO_STORE_PORT']}",
+        "PUBLIC_PORT": str(public_port),
+        "NGINX_STATUS_PORT": str(status_port),
         "BODY_LIMIT": f"{s.max_photo_bytes + 2**20}",
         "MAX_PHOTO_MIB": f"{s.max_photo_bytes / 2**20:g}",
         "PHOTO_LINK_SECRET": s.secrets["PHOTO_LINK_SECRET"],
         "PHOTO_STORE_TOKEN": s.secrets["PHOTO_STORE_TOKEN"],
-        "NGINX_ACCESS_LOG": str(s.log_dir / "nginx.log"),
-    }, p["PUBLIC_PORT"], f"http://127.0.0.1:{p['PUBLIC_PORT']}/nginx-health"))
-    return parts
+        "NGINX_ACCESS_LOG": str(s.log_dir / f"{name}.log"),
+    }, public_port, f"http://127.0.0.1:{public_port}/nginx-health")
 
 
 def all_parts(s: Settings) -> list[Part]:

@@ -1,0 +1,78 @@
+"""The report benchmark's baseline: openpyxl alone writing the report's rows, in its own process.
+
+    python -m loadtests.baseline_report --mongo-url URL --db NAME --link-prefix URL
+
+Reads the same rows the report holds from MongoDB first (not timed), then times only openpyxl:
+a write-only workbook with the same layout (a Summary sheet, one sheet per city with the header,
+the rows, a blank row and the total), the same columns and types (name and city as text, the
+registration time as a datetime, the photo link as text), saved to a temporary file. Plain values
+are appended (openpyxl infers the types); nothing else runs. Prints one JSON object.
+"""
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+from bson.codec_options import CodecOptions
+from openpyxl import Workbook
+
+from common import records
+
+HEADER = ["Name", "City", "Registered at (UTC)", "Photo link"]
+
+
+def read_rows(db, link_prefix: str) -> list[tuple[str, list[tuple]]]:
+    cities = records.city_totals(db)
+    naive = db[records.REGISTRATIONS].with_options(codec_options=CodecOptions(tz_aware=False))
+    by_city: dict[str, list[tuple]] = {city["city_key"]: [] for city in cities}
+    display = {city["city_key"]: city["city"] for city in cities}
+    for doc in naive.find({}, {"name": 1, "city_key": 1, "created_at": 1}).batch_size(5000):
+        rows = by_city.get(doc.get("city_key"))
+        if rows is not None:
+            rows.append((doc["name"], display[doc["city_key"]], doc["created_at"],
+                         f"{link_prefix}{doc['_id']}/photo"))
+    for rows in by_city.values():
+        rows.sort(key=lambda row: row[2])
+    return [(display[key], rows) for key, rows in by_city.items()]
+
+
+def write(cities: list[tuple[str, list[tuple]]]) -> tuple[float, int]:
+    """Seconds to write and save the workbook, and its size in bytes."""
+    handle, path = tempfile.mkstemp(prefix="baseline-report-", suffix=".xlsx")
+    os.close(handle)
+    try:
+        started = time.perf_counter()
+        workbook = Workbook(write_only=True)
+        summary = workbook.create_sheet("Summary")
+        for number, (_, rows) in enumerate(cities, start=1):
+            sheet = workbook.create_sheet(f"City {number}")
+            sheet.append(HEADER)
+            for row in rows:
+                sheet.append(row)
+            sheet.append([])
+            sheet.append(["Total", len(rows)])
+        summary.append(["City", "Total"])
+        for name, rows in cities:
+            summary.append([name, len(rows)])
+        summary.append(["All cities", sum(len(rows) for _, rows in cities)])
+        workbook.save(path)
+        return time.perf_counter() - started, os.path.getsize(path)
+    finally:
+        os.unlink(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mongo-url", required=True)
+    parser.add_argument("--db", default="vaccination")
+    parser.add_argument("--link-prefix", required=True, help="photo links: PREFIX<id>/photo")
+    args = parser.parse_args()
+    cities = read_rows(records.connect(args.mongo_url)[args.db], args.link_prefix)
+    seconds, size = write(cities)
+    print(json.dumps({"rows": sum(len(rows) for _, rows in cities), "seconds": seconds, "bytes": size}))
+
+
+if __name__ == "__main__":
+    main()
