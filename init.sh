@@ -42,7 +42,7 @@ install_python() {
   [[ -x $VENV/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]] && return 0
   log "installing the Python environment ($VENV) from requirements.txt"
   [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
-  mkdir -p var/log
+  (umask 077 && mkdir -p var/log)  # var/ holds secrets; the stack keeps it private too
   if ! "$VENV/bin/pip" install --disable-pip-version-check -r requirements.txt > var/log/install.log 2>&1; then
     tail -n 30 var/log/install.log >&2
     log "pip install failed; the whole output is in var/log/install.log"
