@@ -9,13 +9,51 @@ cd "$(dirname "$0")"
 
 VENV=.venv
 DEBIAN_PACKAGES=(
-  nginx-light redis-server
+  python3-venv nginx-light redis-server
   prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter
   prometheus-nginx-exporter prometheus-redis-exporter
   chromium docker-compose wrk
 )
 
+POLICY_RC_D=/usr/sbin/policy-rc.d
+SYSTEMD_DIR=/run/systemd/system
+POLICY_BACKUP=
+
 log() { printf '==> %s\n' "$*" >&2; }
+
+# policy-rc.d 101: apt installs the daemons without starting them; we run our own on our
+# own ports. An existing policy-rc.d (a container image's, say) is put back however we exit.
+hold_services() {
+  if [[ -e $POLICY_RC_D ]]; then
+    POLICY_BACKUP=$(mktemp)
+    cp -p "$POLICY_RC_D" "$POLICY_BACKUP"
+  fi
+  trap release_services EXIT
+  printf '#!/bin/sh\nexit 101\n' > "$POLICY_RC_D" && chmod +x "$POLICY_RC_D"
+}
+
+release_services() {
+  if [[ -n $POLICY_BACKUP ]]; then
+    mv -f "$POLICY_BACKUP" "$POLICY_RC_D"
+    POLICY_BACKUP=
+  else
+    rm -f "$POLICY_RC_D"
+  fi
+  trap - EXIT
+}
+
+# Under systemd the packages' units are still enabled and would start at the next boot,
+# taking 80, 6379, 9090, 9093, 9100... Only the ones this run installed: a system nginx or
+# Redis the machine already had is not ours to switch off.
+disable_distro_services() {
+  [[ -d $SYSTEMD_DIR ]] || return 0
+  local units
+  mapfile -t units < <(dpkg -L "$@" 2>/dev/null | grep -E '^(/usr)?/lib/systemd/system/[^/]+\.service$' \
+    | xargs -r -n1 basename | sort -u)
+  ((${#units[@]})) || return 0
+  log "disabling the distribution's own services (the stack runs its own): ${units[*]}"
+  systemctl disable --now "${units[@]}" >/dev/null 2>&1 || true
+}
 
 install_debian_packages() {
   local missing=()
@@ -29,20 +67,21 @@ install_debian_packages() {
   fi
   log "installing Debian packages: ${missing[*]}"
   apt-get update -qq
-  # policy-rc.d 101: install the daemons without starting them; we run our own on our own ports
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  hold_services
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  rm -f /usr/sbin/policy-rc.d
+  release_services
+  disable_distro_services "${missing[@]}"
 }
 
 install_python() {
   local stamp="$VENV/.requirements.sha256"
   local want
   want=$(sha256sum requirements.txt | cut -d' ' -f1)
-  [[ -x $VENV/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]] && return 0
+  # without pip the venv is half-made (python3-venv was missing, or creation was cut short)
+  [[ -x $VENV/bin/python && -x $VENV/bin/pip && -f $stamp && $(cat "$stamp") == "$want" ]] && return 0
   log "installing the Python environment ($VENV) from requirements.txt"
-  [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
-  mkdir -p var/log
+  [[ -x $VENV/bin/python && -x $VENV/bin/pip ]] || python3 -m venv "$VENV"
+  (umask 077 && mkdir -p var/log)  # var/ holds secrets; the stack keeps it private too
   if ! "$VENV/bin/pip" install --disable-pip-version-check -r requirements.txt > var/log/install.log 2>&1; then
     tail -n 30 var/log/install.log >&2
     log "pip install failed; the whole output is in var/log/install.log"
@@ -71,4 +110,5 @@ main() {
   exec "$VENV/bin/python" -m stack "$@"
 }
 
-main "$@"
+# sourced (by the tests) it only defines the functions
+[[ ${BASH_SOURCE[0]} != "$0" ]] || main "$@"

@@ -139,6 +139,9 @@ PASS_THROUGH = {"test": test, "load": load_test, "drill": drill, "bench": bench}
 
 
 def main() -> int:
+    # everything the stack writes (configs with secrets, .env, logs, data) is private; the
+    # parts inherit this, and nginx's workers run as the same user (stack/parts.py)
+    os.umask(0o077)
     parser = argparse.ArgumentParser(prog="./init.sh", description="Run the vaccination cluster natively.")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("up", help="start everything (the default)").set_defaults(func=up)

@@ -4,7 +4,9 @@ A part is a foreground process (nothing daemonises itself) with a log file, a pi
 health check, so each is started, watched and stopped the same way.
 """
 
+import grp
 import os
+import pwd
 import shutil
 import sys
 from collections.abc import Callable
@@ -27,6 +29,15 @@ class Part:
     prepare: Callable[[], None] | None = None
 
 
+def _nginx_user() -> str:
+    """Started as root, nginx would drop its workers to `nobody` (or www-data if told), who
+    cannot enter the private var/ folder, least of all in a checkout under /root. Natively
+    every part runs as the user who started the stack (gunicorn too), so the workers do."""
+    if os.geteuid() != 0:
+        return ""  # an unprivileged nginx cannot switch user anyway
+    return f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
+
+
 def _nginx_part(s: Settings, name: str, template: Path, values: dict[str, str], port: int, health: str) -> Part:
     conf = s.run_dir / f"{name}.conf"
     main_conf = s.run_dir / f"{name}.main.conf"
@@ -36,13 +47,9 @@ def _nginx_part(s: Settings, name: str, template: Path, values: dict[str, str], 
             (s.run_dir / name / sub).mkdir(parents=True, exist_ok=True)
         conf.write_text(render(template.read_text(), values))
         main_conf.write_text(render((ROOT / "nginx/native.conf.template").read_text(), {
-            # as root the workers drop to www-data (which must own what they write)
-            "NGINX_USER_DIRECTIVE": "user www-data;" if os.geteuid() == 0 else "",
+            "NGINX_USER_DIRECTIVE": _nginx_user(),
             "RUN_DIR": str(s.run_dir), "LOG_DIR": str(s.log_dir), "PART": name,
         }))
-        if os.geteuid() == 0:
-            for path in [s.run_dir / name, *(s.run_dir / name).iterdir()]:
-                shutil.chown(path, "www-data", "www-data")
 
     return Part(name, [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(main_conf), "-e",
                        str(s.log_dir / f"{name}.error.log")], health, port, prepare=prepare)
@@ -105,8 +112,6 @@ def cluster(s: Settings) -> list[Part]:
     def prepare_photo_root():
         photo_root.mkdir(parents=True, exist_ok=True)
         os.chmod(photo_root, 0o700)
-        if os.geteuid() == 0:
-            shutil.chown(photo_root, "www-data", "www-data")
 
     store = _nginx_part(s, "photo-store", ROOT / "photo-store/templates/default.conf.template", {
         "BIND_HOST": "127.0.0.1",

@@ -109,4 +109,7 @@ def load() -> Settings:
     var = Path(os.environ.get("VAR_DIR") or env.get("VAR_DIR") or ROOT / "var")
     if not var.is_absolute():
         var = ROOT / var
+    # rendered configs, logs and the test stack's env file hold secrets: owner only
+    var.mkdir(mode=0o700, parents=True, exist_ok=True)
+    var.chmod(0o700)
     return Settings(var=var, ports=ports, secrets=ensure_secrets(env_file), env=env)

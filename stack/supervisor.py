@@ -18,21 +18,60 @@ def pid_file(s: Settings, part: Part) -> Path:
     return s.run_dir / f"{part.name}.pid"
 
 
+def _start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (clock ticks after boot); None when gone or a zombie.
+
+    The kernel reuses pids, so a pid alone can name an unrelated process once ours has died;
+    the pair (pid, start time) names one process for the life of the machine.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat.rpartition(")")[2].split()  # the command name in (...) may hold spaces
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def _leads_group(pid: int) -> bool:
+    """Every part is started in a session of its own; anything else is not ours to killpg."""
+    try:
+        return os.getpgid(pid) == pid
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _runs_in(pid: int, *folders: Path) -> bool:
+    try:
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return any(cwd.is_relative_to(folder) for folder in folders)
+
+
+def _write_pid(path: Path, pid: int) -> None:
+    path.write_text(f"{pid} {_start_time(pid) or 0}\n")  # 0 never matches: it died already
+
+
 def running_pid(s: Settings, part: Part) -> int | None:
+    """The part's pid, only while that pid is still the process we started."""
+    path = pid_file(s, part)
     try:
-        pid = int(pid_file(s, part).read_text())
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, ProcessLookupError):
+        pid_text, _, started = path.read_text().strip().partition(" ")
+        pid = int(pid_text)
+        recorded = int(started) if started else None
+    except (FileNotFoundError, ValueError):
         return None
-    except PermissionError:
-        return pid
-    # a pid is reused by the kernel; make sure it is still our part (a zombie is not alive)
-    try:
-        if Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
+    actual = _start_time(pid)
+    if actual is None or not _leads_group(pid):
+        return None
+    if recorded is None:
+        # a pid file from before start times were kept: adopt the process only if it looks
+        # like one of ours (same user, its own group, working in the checkout), and record it
+        if not _runs_in(pid, ROOT, s.var):
             return None
-    except FileNotFoundError:
-        return None
-    return pid
+        _write_pid(path, pid)
+        return pid
+    return pid if actual == recorded else None
 
 
 def healthy(part: Part, timeout: float = 1.0) -> bool:
@@ -71,7 +110,7 @@ def start(s: Settings, part: Part, wait: float = 60.0) -> int:
     with open(s.log_dir / f"{part.name}.log", "ab") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(part.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=ROOT, env=env, start_new_session=True)
-    pid_file(s, part).write_text(str(process.pid))
+    _write_pid(pid_file(s, part), process.pid)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -89,14 +128,15 @@ def stop(s: Settings, part: Part, grace: float = 25.0) -> bool:
     if not pid:
         pid_file(s, part).unlink(missing_ok=True)
         return False
+    started = _start_time(pid)
     _signal_group(pid, signal.SIGCONT)  # a frozen part cannot act on SIGTERM
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and _alive(pid, started):
         time.sleep(0.1)
-    if _alive(pid):
+    if _alive(pid, started):
         _signal_group(pid, signal.SIGKILL)
-        while _alive(pid):
+        while _alive(pid, started):
             time.sleep(0.1)
     pid_file(s, part).unlink(missing_ok=True)
     return True
@@ -111,18 +151,14 @@ def freeze(s: Settings, part: Part, frozen: bool) -> None:
 
 
 def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    if not _leads_group(pid):  # gone, or the pid now belongs to someone else's process
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, started: int | None) -> bool:
+    """Still the very process that was started at `started` (a reaped or reused pid is not)."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return not Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")
-    except FileNotFoundError:
-        return False
+    return started is not None and _start_time(pid) == started

@@ -248,3 +248,17 @@ def test_render_script_refuses_to_run_without_secrets_env(tmp_path):
     (repo / "k8s/overlays/local/secrets.env").unlink()
     result = subprocess.run(["sh", str(repo / "k8s/render.sh"), "local"], capture_output=True, text=True)
     assert result.returncode != 0 and "secrets.env.example" in result.stderr
+
+
+def test_production_ingress_terminates_tls_in_front_of_our_nginx(rendered):
+    objects = rendered["production"]
+    ingress = one(objects, "Ingress", "vaccination")
+    hosts = {rule["host"] for rule in ingress["spec"]["rules"]}
+    assert hosts <= {host for tls in ingress["spec"]["tls"] for host in tls["hosts"]}
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    service = one(objects, "Service", backend["name"])
+    assert backend["port"]["name"] in {port.get("name") for port in service["spec"]["ports"]}
+    # the controller's X-Forwarded-Proto (https) reaches the replicas, which build the links
+    template = configmap(objects, "nginx-templates")["data"]["default.conf.template"]
+    assert "proxy_set_header X-Forwarded-Proto $fwd_proto;" in template
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" not in template

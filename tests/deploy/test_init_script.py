@@ -1,0 +1,90 @@
+"""init.sh's first run on a Debian machine, with apt, dpkg and systemctl replaced by fakes that
+record what they were asked: the distribution's daemons must neither start nor stay enabled,
+and a policy-rc.d that was there before must be there after, whatever happens."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from deploytools import repo_file
+
+FAKES = {
+    "id": 'echo 0',  # root, so it installs
+    "dpkg-query": "exit 1",  # nothing is installed yet
+    "apt-get": """
+[ "$1" = install ] || exit 0
+{ echo "install with policy:"; cat "$POLICY_RC_D"; } >> "$RECORD"
+[ -z "$FAIL_INSTALL" ]""",
+    "dpkg": """
+for package in "$@"; do
+  case $package in
+    nginx-light) printf '/usr/lib/systemd/system/nginx.service\\n/usr/sbin/nginx\\n' ;;
+    prometheus) printf '/lib/systemd/system/prometheus.service\\n/etc/default/prometheus\\n' ;;
+  esac
+done""",
+    "systemctl": 'echo "systemctl $*" >> "$RECORD"',
+}
+
+
+@pytest.fixture
+def machine(tmp_path) -> dict:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in FAKES.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    return {"bin": bin_dir, "policy": tmp_path / "policy-rc.d", "systemd": tmp_path / "systemd",
+            "record": tmp_path / "record"}
+
+
+def _install(machine, fail: bool = False) -> subprocess.CompletedProcess:
+    script = (f"source {repo_file('init.sh')}; POLICY_RC_D={machine['policy']}; "
+              f"SYSTEMD_DIR={machine['systemd']}; export POLICY_RC_D; install_debian_packages")
+    env = {"PATH": f"{machine['bin']}:/usr/bin:/bin", "RECORD": str(machine["record"]),
+           "FAIL_INSTALL": "1" if fail else ""}
+    return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+
+
+def _record(machine) -> str:
+    path = Path(machine["record"])
+    return path.read_text() if path.exists() else ""
+
+
+def test_daemons_are_installed_without_starting_and_an_existing_policy_comes_back(machine):
+    machine["policy"].write_text("#!/bin/sh\n# the image's own\nexit 0\n")
+    machine["policy"].chmod(0o750)
+    result = _install(machine)
+    assert result.returncode == 0, result.stderr
+    assert "install with policy:\n#!/bin/sh\nexit 101\n" in _record(machine)
+    assert machine["policy"].read_text() == "#!/bin/sh\n# the image's own\nexit 0\n"
+    assert machine["policy"].stat().st_mode & 0o777 == 0o750
+
+
+def test_a_failed_install_still_puts_the_policy_back(machine):
+    machine["policy"].write_text("original\n")
+    result = _install(machine, fail=True)
+    assert result.returncode != 0
+    assert machine["policy"].read_text() == "original\n"
+
+
+def test_without_a_policy_before_there_is_none_after(machine):
+    assert _install(machine).returncode == 0
+    assert not machine["policy"].exists()
+
+
+def test_under_systemd_the_installed_units_are_disabled_and_stopped(machine):
+    machine["systemd"].mkdir()
+    assert _install(machine).returncode == 0
+    assert "systemctl disable --now nginx.service prometheus.service" in _record(machine)
+
+
+def test_without_systemd_nothing_is_asked_of_it(machine):
+    assert _install(machine).returncode == 0
+    assert "systemctl" not in _record(machine)
+
+
+def test_python3_venv_is_installed_and_a_venv_without_pip_is_not_trusted():
+    packages = subprocess.run(["bash", "-c", f'source {repo_file("init.sh")}; echo "${{DEBIAN_PACKAGES[@]}}"'],
+                              capture_output=True, text=True, check=True).stdout.split()
+    assert "python3-venv" in packages  # Debian's python3 has no ensurepip without it
+    assert "-x $VENV/bin/pip" in repo_file("init.sh").read_text()

@@ -1,0 +1,116 @@
+"""The supervisor's pid files: a stale one never lets it signal a process it did not start.
+
+Real processes, no stack: each test starts what it needs in a temporary state folder.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from stack import supervisor
+from stack.parts import Part
+from stack.settings import ROOT, Settings
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    (tmp_path / "run").mkdir()
+    return Settings(var=tmp_path, ports={}, secrets={})
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def web_part() -> Part:
+    port = _free_port()
+    return Part("web", [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+                f"http://127.0.0.1:{port}/", port)
+
+
+@pytest.fixture
+def spawn():
+    """spawn(cwd=..., own_session=...) -> a sleeping process, killed after the test."""
+    started = []
+
+    def run(cwd=ROOT, own_session=True) -> subprocess.Popen:
+        process = subprocess.Popen(["sleep", "60"], cwd=cwd, start_new_session=own_session)
+        started.append(process)
+        return process
+
+    yield run
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_start_records_pid_and_start_time_and_stop_ends_it(settings, web_part):
+    pid = supervisor.start(settings, web_part, wait=15)
+    try:
+        recorded = supervisor.pid_file(settings, web_part).read_text().split()
+        assert recorded == [str(pid), str(supervisor._start_time(pid))]
+        assert supervisor.running_pid(settings, web_part) == pid
+        assert supervisor.start(settings, web_part) == pid  # idempotent
+    finally:
+        assert supervisor.stop(settings, web_part)
+    assert not _alive(pid)
+    assert not supervisor.pid_file(settings, web_part).exists()
+
+
+def test_a_reused_pid_with_another_start_time_is_not_ours(settings, web_part):
+    me = os.getpid()
+    supervisor.pid_file(settings, web_part).write_text(f"{me} {supervisor._start_time(me) + 1}\n")
+    assert supervisor.running_pid(settings, web_part) is None
+    assert supervisor.stop(settings, web_part) is False  # and above all: this test is still running
+    assert not supervisor.pid_file(settings, web_part).exists()
+
+
+def test_a_process_outside_its_own_group_is_never_signalled(settings, web_part, spawn):
+    process = spawn(own_session=False)  # same start time, but it shares our process group
+    supervisor.pid_file(settings, web_part).write_text(f"{process.pid} {supervisor._start_time(process.pid)}\n")
+    assert supervisor.running_pid(settings, web_part) is None
+    assert supervisor.stop(settings, web_part) is False
+    assert process.poll() is None
+
+
+def test_a_dead_pid_is_gone(settings, web_part, spawn):
+    process = spawn()
+    started = supervisor._start_time(process.pid)
+    process.kill()
+    process.wait()
+    supervisor.pid_file(settings, web_part).write_text(f"{process.pid} {started}\n")
+    assert supervisor.running_pid(settings, web_part) is None
+
+
+def test_an_old_pid_only_file_is_adopted_and_upgraded(settings, web_part, spawn):
+    process = spawn(cwd=ROOT)
+    path = supervisor.pid_file(settings, web_part)
+    path.write_text(str(process.pid))
+    assert supervisor.running_pid(settings, web_part) == process.pid
+    assert path.read_text().split() == [str(process.pid), str(supervisor._start_time(process.pid))]
+    assert supervisor.stop(settings, web_part, grace=5)
+    assert not _alive(process.pid)  # the supervisor reaped its (our) child
+
+
+def test_an_old_pid_only_file_naming_a_stranger_is_not_adopted(settings, web_part, spawn):
+    process = spawn(cwd="/")  # its own group, but not working in the checkout
+    supervisor.pid_file(settings, web_part).write_text(str(process.pid))
+    assert supervisor.running_pid(settings, web_part) is None
+    assert supervisor.stop(settings, web_part) is False
+    time.sleep(0.1)
+    assert process.poll() is None
