@@ -1,0 +1,98 @@
+"""A real instance app (Flask test client) on fakes: no stack needed. The photo store is an
+in-memory fake and MongoDB is faked per test at pymongo's boundary (collections that raise);
+the process state create_app touches (metrics registry, root logger) is restored afterwards."""
+
+import io
+import logging
+
+import prometheus_client
+import pytest
+
+import instance
+from common import records
+from forms import jpeg
+
+
+class FakePhotoStore:
+    backend = "webdav"
+
+    def __init__(self):
+        self.photos: dict[str, bytes] = {}
+        self.opened: list = []
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self.photos[key] = data
+
+    def delete(self, key: str) -> None:
+        self.photos.pop(key, None)
+
+    def open(self, key: str):
+        if key not in self.photos:
+            return None
+        chunks = FakeStream(self.photos[key])
+        self.opened.append(chunks)
+        return chunks, "image/jpeg"
+
+    def signed_url(self, key: str, public_base: str) -> str:
+        return f"{public_base}photos/{key}"
+
+    def ping(self) -> None:
+        pass
+
+
+class FakeStream:
+    """A streamed download that records whether it was closed (like requests' Response)."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.closed = False
+
+    def __iter__(self):
+        yield self.data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def instance_app(monkeypatch):
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    # every app registers its HTTP metrics; a fresh registry lets one process build several
+    monkeypatch.setattr(prometheus_client, "REGISTRY", prometheus_client.CollectorRegistry(auto_describe=True))
+    monkeypatch.setattr(records, "ensure_indexes", lambda db: None)  # nobody listens at MONGO_URL
+    app = instance.create_app(test_config={
+        "TESTING": True,
+        "INSTANCE_NAME": "instance-unit-test",
+        "MONGO_URL": "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=200",
+        "ADMIN_PASSWORD": "unit-test-admin",
+        "PHOTO_LINK_SECRET": "unit-test-secret",
+        "PHOTO_STORE_TOKEN": "unit-test-token",
+        "CLOUDINARY_URL": "",
+        "LOKI_URL": "",
+    })
+    app.extensions["photo_store"] = FakePhotoStore()
+    yield app
+    app.extensions["mongo"].close()
+    root.handlers[:] = saved_handlers  # create_app sends the root logger to its own JSON handler
+    root.setLevel(saved_level)
+
+
+@pytest.fixture
+def photo_store(instance_app) -> FakePhotoStore:
+    return instance_app.extensions["photo_store"]
+
+
+@pytest.fixture
+def post_registration(instance_app):
+    """post_registration(photo=bytes | False, name=..., city=...) through the test client."""
+
+    def post(photo: bytes | bool | None = None, **fields):
+        data = {"name": "Ana María Pérez", "city": "Quito", **fields}
+        if photo is not False:
+            data["photo"] = (io.BytesIO(photo or jpeg()), "id.jpg", "image/jpeg")
+        with instance_app.test_client() as client:
+            return client.post("/api/registrations", content_type="multipart/form-data", data=data)
+
+    return post
