@@ -69,7 +69,8 @@ def create():
     name = required_text(request.form.get("name"), "name", "Name", NAME_MAX)
     city = required_text(request.form.get("city"), "city", "City", CITY_MAX)
     try:
-        photo = photos.prepare(_read_photo(), current_app.config["MAX_PHOTO_BYTES"])
+        photo = photos.prepare(_read_photo(), current_app.config["MAX_PHOTO_BYTES"],
+                               current_app.config["MAX_PHOTO_PIXELS"])
     except ApiError as error:
         REJECTED.labels(error.code).inc()
         raise
