@@ -1,6 +1,7 @@
-"""A real instance app (Flask test client) on fakes: no stack needed. The photo store is an
-in-memory fake and MongoDB is faked per test at pymongo's boundary (collections that raise);
-the process state create_app touches (metrics registry, root logger) is restored afterwards."""
+"""Real instance and middleware apps (Flask test client) on fakes: no stack needed. The photo
+store is an in-memory fake, MongoDB and Redis point at nothing (tests fake what they need at
+pymongo's boundary), and the process state create_app touches (metrics registry, root logger)
+is restored afterwards."""
 
 import io
 import logging
@@ -9,8 +10,11 @@ import prometheus_client
 import pytest
 
 import instance
+import middleware
 from common import records
 from forms import jpeg
+
+NOWHERE = "mongodb://127.0.0.1:9/"  # the discard port: nothing answers there
 
 
 class FakePhotoStore:
@@ -55,17 +59,24 @@ class FakeStream:
 
 
 @pytest.fixture
-def instance_app(monkeypatch):
+def fresh_process_state(monkeypatch):
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     # every app registers its HTTP metrics; a fresh registry lets one process build several
     monkeypatch.setattr(prometheus_client, "REGISTRY", prometheus_client.CollectorRegistry(auto_describe=True))
+    yield
+    root.handlers[:] = saved_handlers  # create_app sends the root logger to its own JSON handler
+    root.setLevel(saved_level)
+
+
+@pytest.fixture
+def instance_app(monkeypatch, fresh_process_state):
     monkeypatch.setattr(records, "ensure_indexes", lambda db: None)  # nobody listens at MONGO_URL
     app = instance.create_app(test_config={
         "TESTING": True,
         "INSTANCE_NAME": "instance-unit-test",
-        "MONGO_URL": "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=200",
+        "MONGO_URL": NOWHERE,
         "ADMIN_PASSWORD": "unit-test-admin",
         "PHOTO_LINK_SECRET": "unit-test-secret",
         "PHOTO_STORE_TOKEN": "unit-test-token",
@@ -75,8 +86,24 @@ def instance_app(monkeypatch):
     app.extensions["photo_store"] = FakePhotoStore()
     yield app
     app.extensions["mongo"].close()
-    root.handlers[:] = saved_handlers  # create_app sends the root logger to its own JSON handler
-    root.setLevel(saved_level)
+
+
+@pytest.fixture
+def make_middleware_app(fresh_process_state):
+    """make_middleware_app(instance_urls) builds the middleware on nothing but those replicas."""
+    apps = []
+
+    def make(instance_urls: list[str]):
+        app = middleware.create_app(test_config={
+            "TESTING": True, "MONGO_URL": NOWHERE, "REDIS_URL": "redis://127.0.0.1:9/0",
+            "INSTANCE_URLS": instance_urls, "LOKI_URL": "",
+        })
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["mongo"].close()
 
 
 @pytest.fixture
