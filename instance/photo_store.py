@@ -128,7 +128,9 @@ class CloudinaryStore:
 
         try:
             with track_dependency("photo_store", "delete"):
-                cloudinary.uploader.destroy(self._public_id(key), type="authenticated", invalidate=True)
+                # a delete cleans up after a failed registration: the client waits for it
+                cloudinary.uploader.destroy(self._public_id(key), type="authenticated", invalidate=True,
+                                            timeout=5)
         except (cloudinary.exceptions.Error, OSError) as error:
             raise PhotoStoreUnavailable(f"destroy {key}: {error}") from error
 
