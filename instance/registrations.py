@@ -30,7 +30,7 @@ from instance import photos
 from instance.auth import admin_required
 from instance.db import get_db
 from instance.photo_store import PhotoStoreUnavailable, get_photo_store, new_key, observe_upload
-from instance.validation import CITY_MAX, NAME_MAX, reject, required_text
+from instance.validation import CITY_MAX, NAME_MAX, required_text
 
 bp = Blueprint("registrations", __name__)
 log = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ def to_json(doc: dict) -> dict:
 def _read_photo() -> bytes:
     upload = request.files.get("photo")
     if upload is None or not upload.filename:
-        raise reject(400, "missing_field", "A photo of the ID card is required (form field 'photo').", "photo")
+        # an ApiError, not reject(): create() counts every refused photo once
+        raise ApiError(400, "missing_field", "A photo of the ID card is required (form field 'photo').", "photo")
     return upload.read(current_app.config["MAX_PHOTO_BYTES"] + 1)
 
 
@@ -177,7 +178,9 @@ def photo(registration_id: str):
         raise ApiError(503, "photo_store_unavailable", "The photo store is unavailable right now.") from None
     if found is None:
         raise ApiError(404, "not_found", "The photo of this registration is missing.")
-    chunks, content_type = found
-    response = Response(stream_with_context(chunks), content_type=content_type)
+    upstream, content_type = found
+    response = Response(stream_with_context(upstream.iter_content(64 * 1024)), content_type=content_type)
+    # gives the store's connection back even when the client leaves before the last chunk
+    response.call_on_close(upstream.close)
     response.headers["Cache-Control"] = "private, no-store"
     return response

@@ -45,14 +45,15 @@ class FakePhotoStore:
 
 
 class FakeStream:
-    """A streamed download that records whether it was closed (like requests' Response)."""
+    """A streamed download, like requests' Response with stream=True: records whether it was closed."""
 
     def __init__(self, data: bytes):
         self.data = data
         self.closed = False
 
-    def __iter__(self):
-        yield self.data
+    def iter_content(self, size: int):
+        for start in range(0, len(self.data), size):
+            yield self.data[start:start + size]
 
     def close(self) -> None:
         self.closed = True
