@@ -15,7 +15,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from common.errors import ApiError
 
 ACCEPTED = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png")}
-OPENED = ["JPEG", "PNG", "MPO"]  # no other decoder ever sees the bytes
+# no other decoder ever sees the bytes. Not "MPO": Pillow registers no opener of that name (the
+# JPEG one returns an MPO image when it finds several pictures), and an unknown name is a KeyError.
+OPENED = ["JPEG", "PNG"]
 # a 5 MiB JPEG can decode to a huge bitmap (decompression bomb); ID photos need far less.
 # The default of MAX_PHOTO_PIXELS.
 MAX_PIXELS = 40_000_000

@@ -34,6 +34,13 @@ def test_an_mpo_from_a_phone_is_stored_as_a_plain_jpeg_of_its_first_picture():
     assert stored.getpixel((10, 10))[0] > 150  # the red first picture, not the blue second one
 
 
+@pytest.mark.parametrize("raw", [b"just some text, not an image", b"<html><script>alert(1)</script></html>"])
+def test_bytes_that_are_no_image_are_a_clear_400(raw):
+    with pytest.raises(photos.ApiError) as refused:
+        photos.prepare(raw, MAX_BYTES)
+    assert (refused.value.status, refused.value.code) == (400, "invalid_photo")
+
+
 # Pillow's own warning (between the cap and twice it) is silenced in production; here pytest resets filters
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 @pytest.mark.parametrize("size", [(8000, 5001), (10_000, 10_000)], ids=["over the cap", "over twice the cap"])
