@@ -1,6 +1,8 @@
 """gunicorn settings shared by both services (`gunicorn -c python:common.gunicorn_conf ...`)."""
 
+import contextlib
 import os
+import resource
 import shutil
 from pathlib import Path
 
@@ -42,3 +44,18 @@ def child_exit(server, worker):
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
         GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
+
+
+def raise_open_files_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: every connection, stream and report spool file
+    is a descriptor, and the common soft default of 1024 is far below what the host allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Linux refuses an infinite NOFILE; 2**20 is its usual nr_open
+    target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):  # then the soft limit simply stays
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def post_fork(server, worker):
+    raise_open_files_limit()

@@ -38,6 +38,7 @@ DEPENDENCY_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
 DEPENDENCY_ERRORS = Counter("dependency_errors_total", "Failed dependency calls", ["dependency", "operation"])
+LOG_RECORDS_DROPPED = Counter("log_records_dropped_total", "Log records not sent to Loki: its queue was full")
 
 
 @contextmanager

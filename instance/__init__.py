@@ -4,7 +4,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from common import errors, logs, metrics
-from instance import auth, config, db, health, photo_store, registrations, reports, web
+from instance import auth, config, db, health, photo_store, photos, registrations, reports, web
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -23,6 +23,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     metrics.init_app(app, "instance")
     db.init_app(app)
     photo_store.init_app(app)
+    photos.set_pixel_cap(app.config["MAX_PHOTO_PIXELS"])
     auth.init_app(app)
 
     app.register_blueprint(registrations.bp)

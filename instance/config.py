@@ -16,6 +16,7 @@ def from_env() -> dict:
         "CLOUDINARY_URL": os.environ.get("CLOUDINARY_URL", ""),
         "ADMIN_PASSWORD": os.environ.get("ADMIN_PASSWORD", ""),
         "MAX_PHOTO_BYTES": max_photo,
+        "MAX_PHOTO_PIXELS": int(os.environ.get("MAX_PHOTO_PIXELS", 40_000_000)),
         # the photo plus the text fields and multipart framing
         "MAX_CONTENT_LENGTH": max_photo + 2**20,
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),

@@ -2,6 +2,7 @@
 
 from flask import Blueprint, current_app, jsonify
 
+from common.ready import readiness
 from instance.photo_store import get_photo_store
 
 bp = Blueprint("health", __name__)
@@ -14,19 +15,7 @@ def health():
 
 @bp.get("/ready")
 def ready():
-    checks = {}
-    try:
-        current_app.extensions["mongo"].admin.command("ping")
-        checks["database"] = "ok"
-    except Exception as error:
-        checks["database"] = f"unreachable: {error.__class__.__name__}"
-    try:
-        get_photo_store().ping()
-        checks["photo_store"] = "ok"
-    except Exception as error:
-        checks["photo_store"] = f"unreachable: {error}"
-    ok = all(value == "ok" for value in checks.values())
-    response = jsonify(status="ready" if ok else "not_ready", checks=checks,
-                       instance=current_app.config["INSTANCE_NAME"])
-    response.status_code = 200 if ok else 503
-    return response
+    return readiness(current_app.config["INSTANCE_NAME"], {
+        "database": lambda: current_app.extensions["mongo"].admin.command("ping"),
+        "photo_store": lambda: get_photo_store().ping(),
+    })

@@ -10,7 +10,6 @@ import io
 import os
 import secrets
 import time
-from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import requests
@@ -52,6 +51,7 @@ class WebDavStore:
             with track_dependency("photo_store", operation):
                 response = self.session.request(method, f"{self.base_url}/{key}", timeout=(2, 15), **kwargs)
                 if response.status_code >= 500 or response.status_code in (401, 403):
+                    response.close()
                     raise PhotoStoreUnavailable(f"{method} {key}: HTTP {response.status_code}")
                 return response
         except requests.RequestException as error:
@@ -67,11 +67,13 @@ class WebDavStore:
         if response.status_code not in (200, 204, 404):
             raise PhotoStoreUnavailable(f"DELETE {key}: HTTP {response.status_code}")
 
-    def open(self, key: str) -> tuple[Iterator[bytes], str] | None:
+    def open(self, key: str) -> tuple[requests.Response, str] | None:
+        """The photo as a streamed response (the caller closes it) and its content type."""
         response = self._call("get", "GET", key, stream=True)
         if response.status_code == 404:
+            response.close()
             return None
-        return response.iter_content(64 * 1024), response.headers.get("Content-Type", "application/octet-stream")
+        return response, response.headers.get("Content-Type", "application/octet-stream")
 
     def signed_url(self, key: str, public_base: str) -> str:
         expires = int(time.time()) + self.link_ttl
@@ -128,7 +130,9 @@ class CloudinaryStore:
 
         try:
             with track_dependency("photo_store", "delete"):
-                cloudinary.uploader.destroy(self._public_id(key), type="authenticated", invalidate=True)
+                # a delete cleans up after a failed registration: the client waits for it
+                cloudinary.uploader.destroy(self._public_id(key), type="authenticated", invalidate=True,
+                                            timeout=5)
         except (cloudinary.exceptions.Error, OSError) as error:
             raise PhotoStoreUnavailable(f"destroy {key}: {error}") from error
 
@@ -141,17 +145,19 @@ class CloudinaryStore:
             expires_at=int(time.time()) + self.link_ttl,
         )
 
-    def open(self, key: str) -> tuple[Iterator[bytes], str] | None:
+    def open(self, key: str) -> tuple[requests.Response, str] | None:
+        """The photo as a streamed response (the caller closes it) and its content type."""
         try:
             with track_dependency("photo_store", "get"):
                 response = requests.get(self.signed_url(key), stream=True, timeout=(2, 15))
         except requests.RequestException as error:
             raise PhotoStoreUnavailable(str(error)) from error
-        if response.status_code == 404:
-            return None
         if response.status_code != 200:
+            response.close()
+            if response.status_code == 404:
+                return None
             raise PhotoStoreUnavailable(f"download {key}: HTTP {response.status_code}")
-        return response.iter_content(64 * 1024), response.headers.get("Content-Type", "image/jpeg")
+        return response, response.headers.get("Content-Type", "image/jpeg")
 
     def ping(self) -> None:
         # Cloudinary's health is not ours to probe on every readiness check (rate limits);

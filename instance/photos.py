@@ -3,6 +3,7 @@
 The file name and the client's content type say nothing (HTML can hide behind image/jpeg), so
 the bytes are decoded with Pillow, fully. Re-encoding drops EXIF (GPS, device serials), XMP,
 comments and text chunks; the orientation EXIF carried is applied to the pixels first.
+Phones' multi-picture JPEGs (MPO) are accepted as JPEG: only the first, main picture is kept.
 """
 
 import io
@@ -14,8 +15,24 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from common.errors import ApiError
 
 ACCEPTED = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png")}
-# a 5 MiB JPEG can decode to a huge bitmap (decompression bomb); ID photos need far less
+# no other decoder ever sees the bytes. Not "MPO": Pillow registers no opener of that name (the
+# JPEG one returns an MPO image when it finds several pictures), and an unknown name is a KeyError.
+OPENED = ["JPEG", "PNG"]
+# a 5 MiB JPEG can decode to a huge bitmap (decompression bomb); ID photos need far less.
+# The default of MAX_PHOTO_PIXELS.
 MAX_PIXELS = 40_000_000
+TOO_MANY_PIXELS = "The photo has too many pixels for an ID card picture."
+
+
+def set_pixel_cap(max_pixels: int) -> None:
+    """Pillow's own guard, process-wide and set once: Image.open refuses more than twice this
+    before decoding. prepare() refuses more than this itself, so Pillow's warning between the
+    two says nothing new (and toggling warning filters per request is not thread-safe)."""
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+set_pixel_cap(MAX_PIXELS)
 
 
 @dataclass(frozen=True)
@@ -31,28 +48,27 @@ def _invalid(message: str) -> ApiError:
     return ApiError(400, "invalid_photo", message, "photo")
 
 
-def prepare(raw: bytes, max_bytes: int) -> Photo:
+def prepare(raw: bytes, max_bytes: int, max_pixels: int = MAX_PIXELS) -> Photo:
     if not raw:
         raise ApiError(400, "missing_field", "The photo file is empty.", "photo")
     if len(raw) > max_bytes:
         raise ApiError(413, "photo_too_large", f"The photo must be at most {max_bytes / 2**20:g} MiB.", "photo")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(raw)) as probe:
-                kind = probe.format
-                if kind not in ACCEPTED:
-                    raise _invalid("The photo must be a JPEG or PNG image.")
-                if probe.width * probe.height > MAX_PIXELS:
-                    raise _invalid("The photo has too many pixels for an ID card picture.")
-                probe.verify()
-            with Image.open(io.BytesIO(raw)) as image:
-                image.load()  # verify() skips pixel data; load() finds truncated files
-                image = ImageOps.exif_transpose(image)
-                return _reencode(image, kind)
+        with Image.open(io.BytesIO(raw), formats=OPENED) as probe:
+            if probe.width * probe.height > max_pixels:
+                raise _invalid(TOO_MANY_PIXELS)
+            probe.verify()
+        with Image.open(io.BytesIO(raw), formats=OPENED) as image:
+            # an MPO is a JPEG with more pictures appended; the first (shown) one is the photo
+            kind = "JPEG" if image.format == "MPO" else image.format
+            image.load()  # verify() skips pixel data; load() finds truncated files
+            image = ImageOps.exif_transpose(image)
+            return _reencode(image, kind)
     except ApiError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
+        raise _invalid(TOO_MANY_PIXELS) from None
+    except UnidentifiedImageError:
         raise _invalid("The file is not a readable JPEG or PNG image.") from None
     except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt data
         raise _invalid(f"The image is damaged or incomplete ({error.__class__.__name__}).") from None

@@ -1,8 +1,11 @@
 """POST /api/registrations and the admin reads of one registration.
 
 Order matters for "nothing half-stored": validate everything, store the photo, then write the
-record. If the record cannot be written the photo is deleted again, so no record ever points
-at a missing photo and no photo outlives a refused registration.
+record. If the record certainly was not written the photo is deleted again, so no photo outlives
+a refused registration. If the insert may have reached the database (a timeout or a lost
+connection after sending), the record is looked up: found, the registration succeeded after
+all; not found, the photo is kept (logged), because the write may still land and a record must
+never point at a missing photo. An orphan photo is unreachable and can be swept.
 """
 
 import logging
@@ -11,7 +14,13 @@ import time
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
-from pymongo.errors import PyMongoError
+from pymongo.errors import (
+    DuplicateKeyError,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+    WaitQueueTimeoutError,
+    WriteError,
+)
 
 from common import records
 from common.cities import city_key
@@ -21,7 +30,7 @@ from instance import photos
 from instance.auth import admin_required
 from instance.db import get_db
 from instance.photo_store import PhotoStoreUnavailable, get_photo_store, new_key, observe_upload
-from instance.validation import CITY_MAX, NAME_MAX, reject, required_text
+from instance.validation import CITY_MAX, NAME_MAX, required_text
 
 bp = Blueprint("registrations", __name__)
 log = logging.getLogger(__name__)
@@ -47,7 +56,8 @@ def to_json(doc: dict) -> dict:
 def _read_photo() -> bytes:
     upload = request.files.get("photo")
     if upload is None or not upload.filename:
-        raise reject(400, "missing_field", "A photo of the ID card is required (form field 'photo').", "photo")
+        # an ApiError, not reject(): create() counts every refused photo once
+        raise ApiError(400, "missing_field", "A photo of the ID card is required (form field 'photo').", "photo")
     return upload.read(current_app.config["MAX_PHOTO_BYTES"] + 1)
 
 
@@ -60,7 +70,8 @@ def create():
     name = required_text(request.form.get("name"), "name", "Name", NAME_MAX)
     city = required_text(request.form.get("city"), "city", "City", CITY_MAX)
     try:
-        photo = photos.prepare(_read_photo(), current_app.config["MAX_PHOTO_BYTES"])
+        photo = photos.prepare(_read_photo(), current_app.config["MAX_PHOTO_BYTES"],
+                               current_app.config["MAX_PHOTO_PIXELS"])
     except ApiError as error:
         REJECTED.labels(error.code).inc()
         raise
@@ -83,16 +94,29 @@ def create():
         "photo_key": key,
         "created_at": datetime.now(UTC),
     }
+    sent = False
     try:
         with track_dependency("mongodb", "insert"):
             db = get_db()
             # the first spelling of a city becomes its display name; harmless if the insert then fails
             db[records.CITIES].update_one({"_id": doc["city_key"]}, {"$setOnInsert": {"city": city}}, upsert=True)
+            sent = True  # from here on the record may reach the database even if pymongo raises
             db[records.REGISTRATIONS].insert_one(doc)
     except PyMongoError as error:
-        log.error("database write failed, removing the uploaded photo: %s", error)
-        _discard_photo(store, key)
-        raise ApiError(503, "database_unavailable", DATABASE_DOWN) from None
+        outcome = "not_stored"
+        if sent:
+            outcome = insert_outcome(error, lambda: db[records.REGISTRATIONS].find_one({"_id": doc["_id"]}, {"_id": 1}))
+        if outcome == "not_stored":
+            log.error("database write failed, removing the uploaded photo: %s", error)
+            _discard_photo(store, key)
+            raise ApiError(503, "database_unavailable", DATABASE_DOWN) from None
+        if outcome == "unknown":
+            # the write may still land: a record without its photo would be worse than an orphan photo
+            log.error("database write may have been sent; photo kept (an orphan if the record never lands)",
+                      extra={"photo_key": key, "registration_id": doc["_id"], "error": str(error)})
+            raise ApiError(503, "database_unavailable", DATABASE_DOWN) from None
+        log.warning("database write reported %s but the registration is stored", error.__class__.__name__,
+                    extra={"registration_id": doc["_id"]})
 
     REGISTRATIONS.inc()
     log.info("registration stored", extra={"registration_id": doc["_id"], "photo_bytes": len(photo.data)})
@@ -100,6 +124,21 @@ def create():
     response.status_code = 201
     response.headers["Location"] = url_for("registrations.read", registration_id=doc["_id"])
     return response
+
+
+def insert_outcome(error: PyMongoError, find) -> str:
+    """After insert_one raised `error`: 'not_stored' when it certainly did not write, else what
+    `find()` (a lookup by id) says: 'stored', or 'unknown' when absent or the lookup failed."""
+    # never sent (pymongo re-raises a first attempt's error if only the retry's selection fails),
+    # or the server refused this very document; a duplicate key may be our own earlier attempt
+    if isinstance(error, ServerSelectionTimeoutError | WaitQueueTimeoutError) or (
+            isinstance(error, WriteError) and not isinstance(error, DuplicateKeyError)):
+        return "not_stored"
+    try:
+        return "stored" if find() is not None else "unknown"
+    except PyMongoError as lookup_error:
+        log.warning("registration lookup after a failed write failed too: %s", lookup_error)
+        return "unknown"
 
 
 def _discard_photo(store, key: str) -> None:
@@ -139,7 +178,9 @@ def photo(registration_id: str):
         raise ApiError(503, "photo_store_unavailable", "The photo store is unavailable right now.") from None
     if found is None:
         raise ApiError(404, "not_found", "The photo of this registration is missing.")
-    chunks, content_type = found
-    response = Response(stream_with_context(chunks), content_type=content_type)
+    upstream, content_type = found
+    response = Response(stream_with_context(upstream.iter_content(64 * 1024)), content_type=content_type)
+    # gives the store's connection back even when the client leaves before the last chunk
+    response.call_on_close(upstream.close)
     response.headers["Cache-Control"] = "private, no-store"
     return response

@@ -1,17 +1,25 @@
 """The per-city XLSX report, built row by row and never held in memory.
 
 openpyxl's write-only mode spools each sheet to a temporary file as rows are appended, so
-memory stays flat however many registrations there are; the finished workbook is then sent
-in chunks and deleted. The summary sheet comes first in the workbook but is filled last,
-from the rows actually written, so its totals always match the city sheets.
+memory stays flat however many registrations there are. Each city sheet is closed as soon as
+its rows are written, so a report holds two spool files open whatever the number of cities.
+The finished workbook goes to a temporary file that has no name on disk (unlinked as it is
+created, in a directory only this process can read), so nothing is left behind even when the
+worker is killed, and is sent in chunks. The summary sheet comes first in the workbook but is
+filled last, from the rows actually written, so its totals always match the city sheets.
 """
 
-import contextlib
+import atexit
 import os
 import re
+import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from itertools import groupby
+from operator import itemgetter
+from typing import BinaryIO
 
 from bson.codec_options import CodecOptions
 from openpyxl import Workbook
@@ -25,6 +33,18 @@ from common.metrics import REPORT_ROWS, REPORT_SECONDS, track_dependency
 HEADER = ["Name", "City", "Registered at (UTC)", "Photo link"]
 _SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
 CHUNK = 64 * 1024
+_private_dir: str | None = None
+_private_dir_lock = threading.Lock()
+
+
+def private_dir() -> str:
+    """This process's own 0700 directory (mkdtemp), removed when it exits."""
+    global _private_dir
+    with _private_dir_lock:
+        if _private_dir is None or not os.path.isdir(_private_dir):
+            _private_dir = tempfile.mkdtemp(prefix="reports-")
+            atexit.register(shutil.rmtree, _private_dir, True)
+        return _private_dir
 
 
 def _text(sheet, value: str):
@@ -49,66 +69,71 @@ def _sheet_title(city: str, taken: set[str]) -> str:
     return title
 
 
-def build(db: Database, photo_link, city_key: str | None = None) -> str:
-    """Write the workbook to a temporary file and return its path (the caller deletes it)."""
+def build(db: Database, photo_link, city_key: str | None = None) -> BinaryIO:
+    """Write the workbook to an unnamed temporary file and return it, rewound (the caller closes it)."""
     scope = "city" if city_key else "all"
     started = time.perf_counter()
-    cities = [c for c in records.city_totals(db) if city_key is None or c["city_key"] == city_key]
+    # cities in key order, the order of the one scan below
+    cities = sorted((c for c in records.city_totals(db) if city_key is None or c["city_key"] == city_key),
+                    key=itemgetter("city_key"))
     workbook = Workbook(write_only=True)
     summary = workbook.create_sheet("Summary")
     taken: set[str] = set()
-    sheets = {c["city_key"]: workbook.create_sheet(_sheet_title(c["city"], taken)) for c in cities}
-    counts = dict.fromkeys(sheets, 0)
-    for sheet in sheets.values():
-        sheet.append(HEADER)
-    # One scan in (city, time) order, the compound index's order, rather than one query per
-    # city: a query costs a pass over the collection on a server without that index.
-    query = {"city_key": city_key} if city_key else {}
+    written: list[tuple[str, int]] = []
+    # One scan in (city, time) order, the compound index's order, rather than a query per city
+    # (which costs a pass over the collection on a server that does not use that index).
     naive_utc = db[records.REGISTRATIONS].with_options(codec_options=CodecOptions(tz_aware=False))
     with track_dependency("mongodb", "report_scan"):
         cursor = (
-            naive_utc.find(query, {"name": 1, "city_key": 1, "created_at": 1})
+            naive_utc.find({"city_key": city_key} if city_key else {}, {"name": 1, "created_at": 1, "city_key": 1})
             .sort([("city_key", ASCENDING), ("created_at", ASCENDING)])
             .batch_size(2000)
         )
-        names = {c["city_key"]: c["city"] for c in cities}
-        for doc in cursor:
-            key = doc["city_key"]
-            sheet = sheets.get(key)
-            if sheet is None:  # a city first registered after the totals were read: next report
-                continue
-            sheet.append([_text(sheet, doc["name"]), _text(sheet, names[key]), doc["created_at"],
-                          photo_link(doc["_id"])])
-            counts[key] += 1
-    written = [(c["city"], counts[c["city_key"]]) for c in cities]
-    for key, sheet in sheets.items():
-        sheet.append([])
-        sheet.append(["Total", counts[key]])
+        groups = groupby(cursor, key=itemgetter("city_key"))
+        group = next(groups, None)
+        for city in cities:
+            while group is not None and group[0] < city["city_key"]:
+                group = next(groups, None)  # a city first registered after the totals were read
+            sheet = workbook.create_sheet(_sheet_title(city["city"], taken))
+            sheet.append(HEADER)
+            count = 0
+            if group is not None and group[0] == city["city_key"]:
+                for doc in group[1]:  # a text cell is used up by its row: one per row
+                    sheet.append([_text(sheet, doc["name"]), _text(sheet, city["city"]), doc["created_at"],
+                                  photo_link(doc["_id"])])
+                    count += 1
+                group = next(groups, None)
+            sheet.append([])
+            sheet.append(["Total", count])
+            sheet.close()  # releases its spool file's descriptor: one per city would run out of them
+            written.append((city["city"], count))
+        cursor.close()
 
     summary.append(["City", "Total"])
     for name, count in written:
         summary.append([_text(summary, name), count])
     summary.append(["All cities", sum(count for _, count in written)])
 
-    handle, path = tempfile.mkstemp(prefix="report-", suffix=".xlsx")
-    os.close(handle)
+    # unlinked as it is opened (or never named, with O_TMPFILE): closing it is deleting it
+    out = tempfile.TemporaryFile(prefix="report-", suffix=".xlsx", dir=private_dir())  # noqa: SIM115 - returned
     try:
-        workbook.save(path)
+        workbook.save(out)
+        out.seek(0)
     except BaseException:
-        os.unlink(path)
+        out.close()
         raise
     REPORT_SECONDS.labels(scope).observe(time.perf_counter() - started)
     REPORT_ROWS.labels(scope).observe(sum(count for _, count in written))
-    return path
+    return out
 
 
 class TemporaryFileBody:
-    """A WSGI body that sends the file in chunks and removes it when the server closes it,
-    which the server does even when the client went away before the first byte."""
+    """A WSGI body that sends the file in chunks and closes (so deletes) it when the server
+    closes the body, which the server does even when the client went away before the first byte."""
 
-    def __init__(self, path: str):
-        self.path = path
-        self.handle = open(path, "rb")  # noqa: SIM115 - closed by close(), after the last chunk
+    def __init__(self, handle: BinaryIO):
+        self.handle = handle
+        self.size = os.fstat(handle.fileno()).st_size
 
     def __iter__(self) -> Iterator[bytes]:
         while chunk := self.handle.read(CHUNK):
@@ -116,5 +141,3 @@ class TemporaryFileBody:
 
     def close(self) -> None:
         self.handle.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)

@@ -1,6 +1,5 @@
 """GET /api/reports/cities.xlsx: the admin report, whole or for one city (?city=X)."""
 
-import os
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request, url_for
@@ -34,14 +33,14 @@ def cities_xlsx():
         return prefix + registration_id + after
 
     try:
-        path = report.build(get_db(), photo_link, key)
+        body = report.TemporaryFileBody(report.build(get_db(), photo_link, key))
     except PyMongoError:
         raise ApiError(503, "database_unavailable", "The registration database is unavailable right now.") from None
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     label = "".join(c if c.isascii() and c.isalnum() else "-" for c in key)[:40] if key else "all-cities"
-    response = Response(report.TemporaryFileBody(path), mimetype=XLSX, direct_passthrough=True)
+    response = Response(body, mimetype=XLSX, direct_passthrough=True)
     response.headers["Content-Disposition"] = f'attachment; filename="registrations-{label}-{stamp}.xlsx"'
-    response.headers["Content-Length"] = str(os.path.getsize(path))
+    response.headers["Content-Length"] = str(body.size)
     response.headers["Cache-Control"] = "private, no-store"
     return response

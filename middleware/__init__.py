@@ -5,6 +5,7 @@ from pymongo.errors import PyMongoError
 
 from common import errors, logs, metrics, records
 from common.errors import ApiError
+from common.ready import readiness
 from middleware import chart_cache, chart_image, config, report_passthrough
 
 
@@ -54,18 +55,10 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     @app.get("/ready")
     def ready():
-        checks = {}
-        for name, probe in (("database", lambda: current_app.extensions["mongo"].admin.command("ping")),
-                            ("redis", chart_cache.ping)):
-            try:
-                probe()
-                checks[name] = "ok"
-            except Exception as error:
-                checks[name] = f"unreachable: {error.__class__.__name__}"
-        ok = all(value == "ok" for value in checks.values())
-        response = jsonify(status="ready" if ok else "not_ready", checks=checks, instance="middleware")
-        response.status_code = 200 if ok else 503
-        return response
+        return readiness("middleware", {
+            "database": lambda: current_app.extensions["mongo"].admin.command("ping"),
+            "redis": chart_cache.ping,
+        })
 
     @app.after_request
     def _served_by(response):

@@ -3,10 +3,15 @@
 Redis is a cache here, never the truth: when it is down every read falls back to the
 database (fail open) and the failure is logged and counted, and nothing waits long for it
 (sub-second socket timeouts).
+
+Two refills can race (two reports, or a report and a cold miss): each stores the time its
+database query started beside the totals, and a compare-and-set script writes only when that
+is newer than what Redis holds, so a slow older query never overwrites a newer one.
 """
 
 import json
 import logging
+import time
 from datetime import UTC, datetime
 
 import redis
@@ -17,8 +22,18 @@ from common.metrics import CHART_CACHE_LOOKUPS, CHART_CACHE_REFRESHES, track_dep
 
 log = logging.getLogger(__name__)
 
-DATA_KEY = "chart:v1:data"
+DATA_KEY = "chart:v2"  # a hash: data (the chart's JSON), filled (microseconds since the epoch its query started)
 PNG_KEY = "chart:v1:png:{generated_at}"
+# KEYS[1] the hash; ARGV: data, filled, ttl. Atomic in Redis, so no refill slips in between.
+_STORE_IF_NEWER = """
+local filled = redis.call('HGET', KEYS[1], 'filled')
+if filled and tonumber(filled) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'data', ARGV[1], 'filled', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
 
 
 def _redis() -> redis.Redis:
@@ -29,48 +44,54 @@ def _db():
     return current_app.extensions["mongo"][current_app.config["MONGO_DB"]]
 
 
-def _from_database() -> dict:
+def _from_database() -> tuple[dict, int]:
+    """The chart from the database, and when its query started (what orders racing refills)."""
+    filled = time.time_ns() // 1000  # microseconds: exact in Lua's doubles, nanoseconds are not
     with track_dependency("mongodb", "city_totals"):
         cities = records.city_totals(_db())
     return {
         "cities": [{"city": c["city"], "total": c["total"]} for c in cities],
         "total": sum(c["total"] for c in cities),
         "generated_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-    }
+    }, filled
 
 
-def _store(chart: dict) -> bool:
+def store(chart: dict, filled: int) -> bool:
+    """Cache the chart unless Redis holds one from a later query; False when not written."""
     try:
         with track_dependency("redis", "set"):
-            _redis().set(DATA_KEY, json.dumps(chart), ex=current_app.config["CHART_CACHE_TTL_SECONDS"])
-        return True
+            written = current_app.extensions["chart_store_script"](
+                keys=[DATA_KEY], args=[json.dumps(chart), filled, current_app.config["CHART_CACHE_TTL_SECONDS"]])
     except redis.RedisError as error:
         log.warning("chart cache not written, Redis unavailable: %s", error)
         return False
+    if not written:
+        log.info("chart cache kept: a newer refill got there first")
+    return bool(written)
 
 
 def get() -> tuple[dict, str]:
     """The chart and where it came from: 'hit', 'miss' (filled now) or 'bypass' (Redis down)."""
     try:
         with track_dependency("redis", "get"):
-            cached = _redis().get(DATA_KEY)
+            cached = _redis().hget(DATA_KEY, "data")
     except redis.RedisError as error:
         CHART_CACHE_LOOKUPS.labels("error").inc()
         log.warning("chart cache unavailable, serving from the database: %s", error)
-        return _from_database(), "bypass"
+        return _from_database()[0], "bypass"
     if cached is not None:
         CHART_CACHE_LOOKUPS.labels("hit").inc()
         return json.loads(cached), "hit"
     CHART_CACHE_LOOKUPS.labels("miss").inc()
-    chart = _from_database()
+    chart, filled = _from_database()
     CHART_CACHE_REFRESHES.labels("miss").inc()
-    _store(chart)
+    store(chart, filled)
     return chart, "miss"
 
 
 def refresh(trigger: str) -> dict:
-    chart = _from_database()
-    if _store(chart):
+    chart, filled = _from_database()
+    if store(chart, filled):
         CHART_CACHE_REFRESHES.labels(trigger).inc()
     return chart
 
@@ -100,6 +121,8 @@ def ping() -> None:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["redis"] = redis.Redis.from_url(
+    client = redis.Redis.from_url(
         app.config["REDIS_URL"], socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=10,
     )
+    app.extensions["redis"] = client
+    app.extensions["chart_store_script"] = client.register_script(_STORE_IF_NEWER)  # EVALSHA, EVAL when unknown

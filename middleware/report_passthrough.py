@@ -24,6 +24,11 @@ FORWARDED = ("Authorization", "Accept", "X-Forwarded-For", "X-Forwarded-Proto", 
 PASSED_BACK = ("Content-Type", "Content-Disposition", "Content-Length", "Cache-Control", "WWW-Authenticate",
                "X-Served-By")
 _turn = itertools.count()
+# connect fast (a stopped replica refuses at once). The first byte of a big report can take
+# minutes, but must come before nginx's proxy_read_timeout for /api/reports/ (300 s) runs out,
+# so a slow replica gets the middleware's own answer rather than nginx cutting the connection.
+CONNECT_TIMEOUT = 1
+READ_TIMEOUT = 280
 
 
 def _replicas_in_turn() -> list[str]:
@@ -39,11 +44,15 @@ def _open_upstream() -> requests.Response:
     for base in _replicas_in_turn():
         try:
             with track_dependency("instance", "report"):
-                # connect fast (a stopped replica refuses at once); the first byte of a big
-                # report can take as long as the replica's own worker timeout
-                return session.get(base + request.full_path, headers=headers, stream=True, timeout=(1, 120))
+                return session.get(base + request.full_path, headers=headers, stream=True,
+                                   timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
+        except requests.ConnectionError as error:  # connect timeouts included
+            log.warning("replica %s could not be reached for the report, trying the next: %s", base, error)
         except requests.RequestException as error:
-            log.warning("replica %s did not answer the report request, trying the next: %s", base, error)
+            # the request was sent: another replica would build the same slow report all over again
+            log.error("replica %s did not answer the report request in time: %s", base, error)
+            raise ApiError(504, "report_timeout",
+                           "The report took too long to build; please try again later.") from None
     raise ApiError(503, "replicas_unavailable", "No replica could build the report right now; please try again.")
 
 

@@ -138,6 +138,7 @@ def cluster(s: Settings) -> list[Part]:
             "PHOTO_LINK_TTL_SECONDS": s.get("PHOTO_LINK_TTL_SECONDS", "3600"),
             "CLOUDINARY_URL": s.get("CLOUDINARY_URL"),
             "MAX_PHOTO_BYTES": str(s.max_photo_bytes),
+            "MAX_PHOTO_PIXELS": s.get("MAX_PHOTO_PIXELS", "40000000"),
         }))
     parts.append(gunicorn(s, "middleware", "middleware:create_app()", p["MIDDLEWARE_PORT"], {
         **common,

@@ -1,12 +1,16 @@
 """The chart: served from the Redis cache, refreshed by every report query, open when Redis fails."""
 
 import io
+import json
 import time
 import uuid
 
+import pytest
+from flask import Flask
 from PIL import Image
 
 from forms import register
+from middleware import chart_cache
 
 
 def _chart(http, stack):
@@ -97,3 +101,29 @@ def test_chart_recovers_the_cache_when_redis_returns(http, stack, stopped):
     while time.monotonic() < deadline and "hit" not in sources:
         sources.append(_chart(http, stack)["cache"])
     assert "hit" in sources  # refilled on the first miss, then served from Redis again
+
+
+@pytest.fixture
+def cache_app(stack):
+    """chart_cache on the test stack's Redis, in a database of its own (15), emptied afterwards."""
+    app = Flask(__name__)
+    app.config.update(REDIS_URL=f"redis://127.0.0.1:{stack.settings.ports['REDIS_PORT']}/15",
+                      CHART_CACHE_TTL_SECONDS=60)
+    chart_cache.init_app(app)
+    with app.app_context():
+        app.extensions["redis"].flushdb()
+        yield app
+        app.extensions["redis"].flushdb()
+
+
+def test_a_slow_older_refill_never_overwrites_a_newer_one(cache_app):
+    newer = {"cities": [{"city": "Quito", "total": 2}], "total": 2, "generated_at": "2026-01-01T00:00:02.000+00:00"}
+    older = {"cities": [{"city": "Quito", "total": 1}], "total": 1, "generated_at": "2026-01-01T00:00:03.000+00:00"}
+    assert chart_cache.store(newer, filled=2_000_000)
+    # the older query started first but finished last
+    assert not chart_cache.store(older, filled=1_000_000)
+    assert chart_cache.get() == (newer, "hit")
+    assert 50 < cache_app.extensions["redis"].ttl(chart_cache.DATA_KEY) <= 60
+    newest = {**newer, "total": 3}
+    assert chart_cache.store(newest, filled=3_000_000)
+    assert json.loads(cache_app.extensions["redis"].hget(chart_cache.DATA_KEY, "data")) == newest

@@ -1,0 +1,26 @@
+"""GET /ready for both services: every dependency probed, the answer naming the ones that failed."""
+
+from collections.abc import Callable
+
+from flask import Response, jsonify
+
+
+def _reason(error: Exception) -> str:
+    # the class and the first line of the message: a refused connection, a timeout or an HTTP
+    # status tells an operator where to look; a whole topology dump does not
+    lines = str(error).strip().splitlines()
+    return f"{error.__class__.__name__}: {lines[0][:160]}" if lines else error.__class__.__name__
+
+
+def readiness(instance: str, probes: dict[str, Callable[[], object]]) -> Response:
+    checks = {}
+    for name, probe in probes.items():
+        try:
+            probe()
+            checks[name] = "ok"
+        except Exception as error:
+            checks[name] = f"unreachable: {_reason(error)}"
+    failed = [name for name, value in checks.items() if value != "ok"]
+    response = jsonify(status="not_ready" if failed else "ready", failed=failed, checks=checks, instance=instance)
+    response.status_code = 503 if failed else 200
+    return response
