@@ -130,8 +130,10 @@ def test_unknown_registration_is_a_json_404(http, stack):
     assert response.json()["error"]["code"] == "not_found"
 
 
-def test_metrics_are_not_served_through_the_public_entrypoint(http, stack):
-    assert http.get(f"{stack.url}/metrics").status_code == 404
+def test_metrics_and_readiness_details_are_not_served_through_the_public_entrypoint(http, stack):
+    for path in ("/metrics", "/ready"):
+        response = http.get(f"{stack.url}{path}")
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 
 
 def test_web_page_has_the_form_the_chart_and_the_report_link(http, stack):
