@@ -42,6 +42,8 @@ class WebDavStore:
         self.link_secret = link_secret
         self.link_ttl = link_ttl
         self.session = requests.Session()
+        # an internal address: no proxy or .netrc lookups from the environment on every call
+        self.session.trust_env = False
         self.session.headers["X-Photo-Store-Token"] = token
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)
         self.session.mount("http://", adapter)

@@ -62,7 +62,7 @@ def prepare(raw: bytes, max_bytes: int, max_pixels: int = MAX_PIXELS) -> Photo:
             # an MPO is a JPEG with more pictures appended; the first (shown) one is the photo
             kind = "JPEG" if image.format == "MPO" else image.format
             image.load()  # verify() skips pixel data; load() finds truncated files
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of the pixels
             return _reencode(image, kind)
     except ApiError:
         raise
@@ -79,7 +79,7 @@ def _reencode(image: Image.Image, kind: str) -> Photo:
     image.info = {k: v for k, v in image.info.items() if k == "transparency"}
     out = io.BytesIO()
     if kind == "JPEG":
-        image.convert("RGB").save(out, "JPEG", quality=85)
+        (image if image.mode == "RGB" else image.convert("RGB")).save(out, "JPEG", quality=85)
     else:
         if image.mode not in ("RGB", "RGBA", "L", "LA", "P"):
             image = image.convert("RGBA")

@@ -36,6 +36,7 @@ bp = Blueprint("registrations", __name__)
 log = logging.getLogger(__name__)
 
 DATABASE_DOWN = "The registration database is unavailable right now; nothing was stored. Please try again shortly."
+KNOWN_CITIES_MAX = 10_000
 STORE_DOWN = "The photo store is unavailable right now; nothing was stored. Please try again shortly."
 
 
@@ -98,8 +99,7 @@ def create():
     try:
         with track_dependency("mongodb", "insert"):
             db = get_db()
-            # the first spelling of a city becomes its display name; harmless if the insert then fails
-            db[records.CITIES].update_one({"_id": doc["city_key"]}, {"$setOnInsert": {"city": city}}, upsert=True)
+            _remember_city(db, doc["city_key"], city)
             sent = True  # from here on the record may reach the database even if pymongo raises
             db[records.REGISTRATIONS].insert_one(doc)
     except PyMongoError as error:
@@ -139,6 +139,18 @@ def insert_outcome(error: PyMongoError, find) -> str:
     except PyMongoError as lookup_error:
         log.warning("registration lookup after a failed write failed too: %s", lookup_error)
         return "unknown"
+
+
+def _remember_city(db, key: str, spelling: str) -> None:
+    """The first spelling of a city becomes its display name (harmless if the insert then fails).
+    Each process asks the database once per city: a round trip per registration otherwise."""
+    known = current_app.extensions.setdefault("known_cities", set())
+    if key in known:
+        return
+    db[records.CITIES].update_one({"_id": key}, {"$setOnInsert": {"city": spelling}}, upsert=True)
+    if len(known) >= KNOWN_CITIES_MAX:
+        known.clear()
+    known.add(key)
 
 
 def _discard_photo(store, key: str) -> None:
