@@ -6,6 +6,8 @@ import resource
 import shutil
 from pathlib import Path
 
+from gunicorn import glogging
+
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 # gthread: a report download streams for seconds; threads keep the worker answering others.
@@ -17,6 +19,17 @@ graceful_timeout = 20
 # nginx keeps upstream connections open; keep ours open a little longer than its idle timeout.
 keepalive = 75
 accesslog = None  # the app writes one JSON access line per request itself
+
+
+class _Logger(glogging.Logger):
+    """gunicorn's logger without its access line: with a logging config it would build each
+    request's line (a twentieth of a cached chart answer) for a logger that has no handler."""
+
+    def access(self, resp, req, environ, request_time):
+        pass
+
+
+logger_class = _Logger
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 logconfig_dict = {

@@ -70,23 +70,37 @@ def store(chart: dict, filled: int) -> bool:
     return bool(written)
 
 
-def get() -> tuple[dict, str]:
-    """The chart and where it came from: 'hit', 'miss' (filled now) or 'bypass' (Redis down)."""
+def _lookup() -> tuple[bytes | None, dict | None, str]:
+    """(cached JSON, None) on a hit, else (None, the chart from the database); and the source:
+    'hit', 'miss' (filled now) or 'bypass' (Redis down)."""
     try:
         with track_dependency("redis", "get"):
             cached = _redis().hget(DATA_KEY, "data")
     except redis.RedisError as error:
         CHART_CACHE_LOOKUPS.labels("error").inc()
         log.warning("chart cache unavailable, serving from the database: %s", error)
-        return _from_database()[0], "bypass"
+        return None, _from_database()[0], "bypass"
     if cached is not None:
         CHART_CACHE_LOOKUPS.labels("hit").inc()
-        return json.loads(cached), "hit"
+        return cached, None, "hit"
     CHART_CACHE_LOOKUPS.labels("miss").inc()
     chart, filled = _from_database()
     CHART_CACHE_REFRESHES.labels("miss").inc()
     store(chart, filled)
-    return chart, "miss"
+    return None, chart, "miss"
+
+
+def get() -> tuple[dict, str]:
+    """The chart and where it came from (see _lookup)."""
+    cached, chart, source = _lookup()
+    return (json.loads(cached) if cached is not None else chart), source
+
+
+def get_encoded() -> tuple[bytes, str]:
+    """The chart as a JSON object, and where it came from: a hit is passed on as Redis holds it,
+    never decoded and encoded again (that round trip was a tenth of a cached answer's cost)."""
+    cached, chart, source = _lookup()
+    return (cached if cached is not None else json.dumps(chart).encode()), source
 
 
 def refresh(trigger: str) -> dict:
