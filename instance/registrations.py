@@ -18,7 +18,6 @@ from pymongo.errors import (
     DuplicateKeyError,
     PyMongoError,
     ServerSelectionTimeoutError,
-    WaitQueueTimeoutError,
     WriteError,
 )
 
@@ -30,6 +29,7 @@ from instance import photos
 from instance.auth import admin_required
 from instance.db import get_db
 from instance.photo_store import PhotoStoreUnavailable, get_photo_store, new_key, observe_upload
+from instance.unsettled import UnsettledPhotos
 from instance.validation import CITY_MAX, NAME_MAX, required_text
 
 bp = Blueprint("registrations", __name__)
@@ -111,9 +111,11 @@ def create():
             _discard_photo(store, key)
             raise ApiError(503, "database_unavailable", DATABASE_DOWN) from None
         if outcome == "unknown":
-            # the write may still land: a record without its photo would be worse than an orphan photo
-            log.error("database write may have been sent; photo kept (an orphan if the record never lands)",
+            # the write may still land: the photo stays until the database can say (see unsettled.py)
+            log.error("database write may have been sent; photo kept until the database can be asked",
                       extra={"photo_key": key, "registration_id": doc["_id"], "error": str(error)})
+            current_app.extensions.setdefault(
+                "unsettled_photos", UnsettledPhotos(db[records.REGISTRATIONS], store)).add(doc["_id"], key)
             raise ApiError(503, "database_unavailable", DATABASE_DOWN) from None
         log.warning("database write reported %s but the registration is stored", error.__class__.__name__,
                     extra={"registration_id": doc["_id"]})
@@ -131,7 +133,7 @@ def insert_outcome(error: PyMongoError, find) -> str:
     `find()` (a lookup by id) says: 'stored', or 'unknown' when absent or the lookup failed."""
     # never sent (pymongo re-raises a first attempt's error if only the retry's selection fails),
     # or the server refused this very document; a duplicate key may be our own earlier attempt
-    if isinstance(error, ServerSelectionTimeoutError | WaitQueueTimeoutError) or (
+    if isinstance(error, ServerSelectionTimeoutError) or (
             isinstance(error, WriteError) and not isinstance(error, DuplicateKeyError)):
         return "not_stored"
     try:
