@@ -24,6 +24,7 @@ from typing import BinaryIO
 from bson.codec_options import CodecOptions
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ERROR_CODES
 from pymongo import ASCENDING
 from pymongo.database import Database
 
@@ -49,9 +50,9 @@ def private_dir() -> str:
 
 def _text(sheet, value: str):
     # A user's "=HYPERLINK(...)" must stay text. openpyxl makes a formula only of a string that
-    # starts with "=", so only those need an explicit string cell (a cell object per value
-    # would cost a third of the report's time).
-    if not value.startswith("="):
+    # starts with "=", and an error cell only of an error code such as "#N/A", so only those
+    # need an explicit string cell (a cell object per value would cost a third of the report's time).
+    if not value.startswith("=") and value not in ERROR_CODES:
         return value
     cell = WriteOnlyCell(sheet, value=value)
     cell.data_type = "s"
@@ -83,13 +84,12 @@ def build(db: Database, photo_link, city_key: str | None = None) -> BinaryIO:
     # One scan in (city, time) order, the compound index's order, rather than a query per city
     # (which costs a pass over the collection on a server that does not use that index).
     naive_utc = db[records.REGISTRATIONS].with_options(codec_options=CodecOptions(tz_aware=False))
-    with track_dependency("mongodb", "report_scan"):
-        cursor = (
-            naive_utc.find({"city_key": city_key} if city_key else {}, {"name": 1, "created_at": 1, "city_key": 1})
-            .sort([("city_key", ASCENDING), ("created_at", ASCENDING)])
-            .batch_size(2000)
-        )
-        groups = groupby(cursor, key=itemgetter("city_key"))
+    query = {"city_key": city_key} if city_key else {}
+    with (track_dependency("mongodb", "report_scan"),
+          naive_utc.find(query, {"name": 1, "created_at": 1, "city_key": 1})
+          .sort([("city_key", ASCENDING), ("created_at", ASCENDING)]).batch_size(2000) as cursor):
+        # a record without a usable key (never written by this code) sorts apart and is skipped
+        groups = groupby(cursor, key=lambda doc: doc.get("city_key") if isinstance(doc.get("city_key"), str) else "")
         group = next(groups, None)
         for city in cities:
             while group is not None and group[0] < city["city_key"]:
@@ -107,7 +107,6 @@ def build(db: Database, photo_link, city_key: str | None = None) -> BinaryIO:
             sheet.append(["Total", count])
             sheet.close()  # releases its spool file's descriptor: one per city would run out of them
             written.append((city["city"], count))
-        cursor.close()
 
     summary.append(["City", "Total"])
     for name, count in written:

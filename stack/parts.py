@@ -73,6 +73,15 @@ def _mongodb(s: Settings) -> Part | None:
 
 def gunicorn(s: Settings, name: str, app: str, port: int, env: dict[str, str]) -> Part:
     multiproc = s.run_dir / "metrics" / name
+    # Its own temporary folder, private like all of var/ and emptied at every start: what a
+    # killed worker left there (openpyxl's spool files hold report rows, so personal data) goes.
+    tmp = s.run_dir / "tmp" / name
+
+    def prepare() -> None:
+        multiproc.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True, mode=0o700)
+
     return Part(
         name,
         [str(VENV_BIN / "gunicorn"), "-c", "python:common.gunicorn_conf", app],
@@ -88,9 +97,10 @@ def gunicorn(s: Settings, name: str, app: str, port: int, env: dict[str, str]) -
             "GUNICORN_WORKERS": s.get("GUNICORN_WORKERS", "2"),
             "GUNICORN_THREADS": s.get("GUNICORN_THREADS", "4"),
             "PYTHONPATH": str(ROOT),
+            "TMPDIR": str(tmp),
             **env,
         },
-        prepare=lambda: multiproc.mkdir(parents=True, exist_ok=True),
+        prepare=prepare,
     )
 
 

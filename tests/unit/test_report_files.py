@@ -38,7 +38,10 @@ class FakeRegistrations:
     def __iter__(self):
         return iter(self.found)
 
-    def close(self):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
         pass
 
 
