@@ -11,6 +11,7 @@ import logging
 import requests
 from flask import Flask, Response, current_app, g, request
 from pymongo.errors import PyMongoError
+from urllib3.exceptions import NewConnectionError
 
 from common.errors import ApiError
 from common.logs import REQUEST_ID_HEADER
@@ -46,14 +47,24 @@ def _open_upstream() -> requests.Response:
             with track_dependency("instance", "report"):
                 return session.get(base + request.full_path, headers=headers, stream=True,
                                    timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
-        except requests.ConnectionError as error:  # connect timeouts included
-            log.warning("replica %s could not be reached for the report, trying the next: %s", base, error)
         except requests.RequestException as error:
-            # the request was sent: another replica would build the same slow report all over again
-            log.error("replica %s did not answer the report request in time: %s", base, error)
+            if _not_connected(error):
+                log.warning("replica %s could not be reached for the report, trying the next: %s", base, error)
+                continue
+            # The request was sent (a replica that then died or timed out): another would build
+            # the same heavy report all over again, and could fall the same way.
+            log.error("replica %s took the report request and did not answer it: %s", base, error)
             raise ApiError(504, "report_timeout",
-                           "The report took too long to build; please try again later.") from None
+                           "The report could not be built in time; please try again later.") from None
     raise ApiError(503, "replicas_unavailable", "No replica could build the report right now; please try again.")
+
+
+def _not_connected(error: requests.RequestException) -> bool:
+    """True when the connection was never made, so the request was certainly not sent."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    reason = getattr(error.args[0], "reason", None) if error.args else None  # urllib3's MaxRetryError
+    return isinstance(error, requests.ConnectionError) and isinstance(reason, NewConnectionError)
 
 
 def pass_through() -> Response:

@@ -1,6 +1,7 @@
 """The report pass-through tries the next replica only when one could not be reached, never
 after a replica received the request and was slow to answer it."""
 
+import contextlib
 import itertools
 import socket
 import threading
@@ -60,6 +61,25 @@ def silent():
 
 
 @pytest.fixture
+def dying():
+    """A replica that reads the request, then drops the connection (killed mid-report)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+
+    def serve():
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = sock.accept()
+                conn.recv(65536)
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+@pytest.fixture
 def refused():
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -91,6 +111,12 @@ def test_a_replica_that_got_the_request_and_timed_out_is_not_retried_elsewhere(m
     response = _report(make_middleware_app([silent, replica.url]))
     assert response.status_code == 504
     assert response.get_json()["error"]["code"] == "report_timeout"
+    assert replica.requests == 0
+
+
+def test_a_replica_that_got_the_request_and_died_is_not_retried_elsewhere(make_middleware_app, dying, replica):
+    response = _report(make_middleware_app([dying, replica.url]))
+    assert response.status_code == 504
     assert replica.requests == 0
 
 
