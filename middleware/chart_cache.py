@@ -44,9 +44,21 @@ def _db():
     return current_app.extensions["mongo"][current_app.config["MONGO_DB"]]
 
 
-def _from_database() -> tuple[dict, int]:
+def _clock_us(shared: bool) -> int:
+    """Now in microseconds (exact in Lua's doubles, nanoseconds are not), on Redis's clock when
+    `shared`: the one clock all middleware processes and hosts agree on, whatever their own say."""
+    if shared:
+        try:
+            seconds, micros = _redis().time()
+            return seconds * 1_000_000 + micros
+        except redis.RedisError:
+            pass  # the write that needs it will fail too
+    return time.time_ns() // 1000
+
+
+def _from_database(shared_clock: bool = True) -> tuple[dict, int]:
     """The chart from the database, and when its query started (what orders racing refills)."""
-    filled = time.time_ns() // 1000  # microseconds: exact in Lua's doubles, nanoseconds are not
+    filled = _clock_us(shared_clock)
     with track_dependency("mongodb", "city_totals"):
         cities = records.city_totals(_db())
     return {
@@ -79,7 +91,7 @@ def _lookup() -> tuple[bytes | None, dict | None, str]:
     except redis.RedisError as error:
         CHART_CACHE_LOOKUPS.labels("error").inc()
         log.warning("chart cache unavailable, serving from the database: %s", error)
-        return None, _from_database()[0], "bypass"
+        return None, _from_database(shared_clock=False)[0], "bypass"
     if cached is not None:
         CHART_CACHE_LOOKUPS.labels("hit").inc()
         return cached, None, "hit"
