@@ -42,13 +42,18 @@ release_services() {
   trap - EXIT
 }
 
+installed_packages() {
+  dpkg-query -W -f='${db:Status-Status} ${Package}\n' 2>/dev/null | awk '$1 == "installed" { print $2 }' | sort
+}
+
 # Under systemd the packages' units are still enabled and would start at the next boot,
-# taking 80, 6379, 9090, 9093, 9100... Only the ones this run installed: a system nginx or
-# Redis the machine already had is not ours to switch off.
+# taking 80, 6379, 9090, 9093, 9100... Only the units of packages this run installed (their
+# dependencies too: nginx.service comes with nginx-common): a system nginx or Redis the
+# machine already had is not ours to switch off. Template units (name@.service) are not services.
 disable_distro_services() {
   [[ -d $SYSTEMD_DIR ]] || return 0
   local units
-  mapfile -t units < <(dpkg -L "$@" 2>/dev/null | grep -E '^(/usr)?/lib/systemd/system/[^/]+\.service$' \
+  mapfile -t units < <(dpkg -L "$@" 2>/dev/null | grep -E '^(/usr)?/lib/systemd/system/[^/@]+\.service$' \
     | xargs -r -n1 basename | sort -u)
   ((${#units[@]})) || return 0
   log "disabling the distribution's own services (the stack runs its own): ${units[*]}"
@@ -66,11 +71,15 @@ install_debian_packages() {
     exit 1
   fi
   log "installing Debian packages: ${missing[*]}"
+  local before
+  before=$(installed_packages)
   apt-get update -qq
   hold_services
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   release_services
-  disable_distro_services "${missing[@]}"
+  local new
+  mapfile -t new < <(comm -13 <(printf '%s\n' "$before") <(installed_packages))
+  ((${#new[@]} == 0)) || disable_distro_services "${new[@]}"
 }
 
 install_python() {

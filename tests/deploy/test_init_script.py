@@ -10,7 +10,12 @@ from deploytools import repo_file
 
 FAKES = {
     "id": 'echo 0',  # root, so it installs
-    "dpkg-query": "exit 1",  # nothing is installed yet
+    # one package asked about: not installed yet; the whole list: what apt has installed so far
+    "dpkg-query": """
+[ $# -ge 3 ] && exit 1
+echo "installed bash"
+grep -q "install with policy" "$RECORD" 2>/dev/null || exit 0
+printf 'installed nginx-common\\ninstalled nginx-light\\ninstalled prometheus\\ninstalled redis-server\\n'""",
     "apt-get": """
 [ "$1" = install ] || exit 0
 { echo "install with policy:"; cat "$POLICY_RC_D"; } >> "$RECORD"
@@ -18,8 +23,11 @@ FAKES = {
     "dpkg": """
 for package in "$@"; do
   case $package in
-    nginx-light) printf '/usr/lib/systemd/system/nginx.service\\n/usr/sbin/nginx\\n' ;;
+    nginx-common) printf '/usr/lib/systemd/system/nginx.service\\n/etc/nginx/nginx.conf\\n' ;;
+    nginx-light) printf '/usr/sbin/nginx\\n' ;;
     prometheus) printf '/lib/systemd/system/prometheus.service\\n/etc/default/prometheus\\n' ;;
+    redis-server) printf '/lib/systemd/system/redis-server.service\\n/lib/systemd/system/redis-server@.service\\n' ;;
+    bash) printf '/lib/systemd/system/not-ours.service\\n' ;;
   esac
 done""",
     "systemctl": 'echo "systemctl $*" >> "$RECORD"',
@@ -75,7 +83,8 @@ def test_without_a_policy_before_there_is_none_after(machine):
 def test_under_systemd_the_installed_units_are_disabled_and_stopped(machine):
     machine["systemd"].mkdir()
     assert _install(machine).returncode == 0
-    assert "systemctl disable --now nginx.service prometheus.service" in _record(machine)
+    # nginx.service comes with a dependency (nginx-common); a package the machine had is left alone
+    assert "systemctl disable --now nginx.service prometheus.service redis-server.service\n" in _record(machine)
 
 
 def test_without_systemd_nothing_is_asked_of_it(machine):
