@@ -109,7 +109,9 @@ def load() -> Settings:
     var = Path(os.environ.get("VAR_DIR") or env.get("VAR_DIR") or ROOT / "var")
     if not var.is_absolute():
         var = ROOT / var
-    # rendered configs, logs and the test stack's env file hold secrets: owner only
-    var.mkdir(mode=0o700, parents=True, exist_ok=True)
-    var.chmod(0o700)
+    # rendered configs, logs and the test stack's env file hold secrets: owner only. A folder
+    # elsewhere that existed before (VAR_DIR=/srv/...) is the operator's to protect, not ours.
+    if var.is_relative_to(ROOT) or not var.exists():
+        var.mkdir(mode=0o700, parents=True, exist_ok=True)
+        var.chmod(0o700)
     return Settings(var=var, ports=ports, secrets=ensure_secrets(env_file), env=env)

@@ -72,11 +72,14 @@ def test_start_records_pid_and_start_time_and_stop_ends_it(settings, web_part):
     assert not supervisor.pid_file(settings, web_part).exists()
 
 
-def test_a_reused_pid_with_another_start_time_is_not_ours(settings, web_part):
-    me = os.getpid()
-    supervisor.pid_file(settings, web_part).write_text(f"{me} {supervisor._start_time(me) + 1}\n")
+def test_a_reused_pid_with_another_start_time_is_not_ours(settings, web_part, spawn):
+    process = spawn()  # leads its own group, like a part: only the start time tells it apart
+    supervisor.pid_file(settings, web_part).write_text(f"{process.pid} {supervisor._start_time(process.pid)}\n")
+    assert supervisor.running_pid(settings, web_part) == process.pid  # the same file with the right time
+    supervisor.pid_file(settings, web_part).write_text(f"{process.pid} {supervisor._start_time(process.pid) + 1}\n")
     assert supervisor.running_pid(settings, web_part) is None
-    assert supervisor.stop(settings, web_part) is False  # and above all: this test is still running
+    assert supervisor.stop(settings, web_part) is False
+    assert process.poll() is None  # never signalled
     assert not supervisor.pid_file(settings, web_part).exists()
 
 
