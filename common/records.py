@@ -13,11 +13,13 @@ CITIES = "cities"
 
 def connect(url: str) -> MongoClient:
     # Short selection timeout: a dead database must turn into a fast 503, not a hung worker.
+    # The connect timeout is also the monitor's heartbeat timeout: a server that is busy (a
+    # report scan under load) rather than gone must not be declared down and its pool cleared.
     return MongoClient(
         url,
         tz_aware=True,
         serverSelectionTimeoutMS=2000,
-        connectTimeoutMS=2000,
+        connectTimeoutMS=5000,
         socketTimeoutMS=60_000,
         retryWrites=True,
         appname="vaccination",
