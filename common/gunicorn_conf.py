@@ -7,11 +7,29 @@ import shutil
 from pathlib import Path
 
 from gunicorn import glogging
+from gunicorn.workers import gthread
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 # gthread: a report download streams for seconds; threads keep the worker answering others.
-worker_class = "gthread"
+worker_class = "common.gunicorn_conf.ThreadWorker"
+
+
+class ThreadWorker(gthread.ThreadWorker):
+    """gunicorn's gthread worker that lets go of the listening socket as soon as it stops.
+
+    A stopping worker stops accepting but keeps its copy of the socket until its grace period
+    ends (a report can take it all), so the kernel still completes new connections from nginx
+    into the backlog and the request sent on one waits there unanswered: a registration lost at
+    every graceful restart. Once the master and every worker have closed their copies, nginx
+    is refused at connect time and tries the next replica, which is safe even for a POST.
+    """
+
+    def set_accept_enabled(self, enabled):
+        super().set_accept_enabled(enabled)
+        if not enabled and not self.alive:
+            for listener in self.sockets:
+                listener.close()  # closed again at the end of run(): a no-op then
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # Reports of 100k rows take a while to build before the first byte; registrations are fast.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))

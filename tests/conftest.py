@@ -1,6 +1,8 @@
 """Fixtures that hand tests the real stack `./init.sh test` started: its URLs, its database,
 its photo folder, and the power to stop and restart any part of it (always restored)."""
 
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -71,12 +73,17 @@ def stopped(stack):
     """stopped("redis") stops a part for this test and brings it back afterwards, whatever happens."""
     taken = []
 
-    def stop(name: str) -> None:
+    def stop(name: str, wait: bool = True) -> None:
+        """wait=False: SIGTERM and return at once, while the part is still shutting down."""
         taken.append(name)
-        stack.stop(name)
+        if wait:
+            stack.stop(name)
+        else:
+            os.killpg(supervisor.running_pid(stack.settings, stack.parts[name]), signal.SIGTERM)
 
     yield stop
     for name in reversed(taken):
+        stack.stop(name)  # waits for one still shutting down; nothing to do for one already gone
         stack.start(name)
     if any(name.startswith("instance-") for name in taken):
         stack.wait_until_routed()

@@ -1,5 +1,6 @@
 """Faults degrade as documented and recover by themselves: a replica, the database, the photo store."""
 
+import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -7,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from forms import jpeg, register
+from stack import supervisor
 
 
 def _wait_for(check, timeout=30.0, every=0.3):
@@ -39,6 +41,30 @@ def test_a_stopped_replica_costs_no_request(stack, stopped):
     assert {r.headers["X-Served-By"] for r in registrations} <= {"instance-1", "instance-3"}
     ids = [r.json()["id"] for r in registrations]
     assert stack.db.registrations.count_documents({"_id": {"$in": ids}}) == 60
+
+
+def test_a_stopping_replica_refuses_new_connections_while_it_finishes_old_ones(http, stack, stopped):
+    """A graceful stop must not leave its listening socket open for its whole grace period: nginx
+    would connect, send a registration into the backlog and wait for an answer that never comes."""
+    port = stack.settings.instance_port(3)
+    busy = socket.create_connection(("127.0.0.1", port))  # an unfinished request keeps it in its grace period
+    busy.sendall(b"POST /api/registrations HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+    time.sleep(0.5)
+    stopped("instance-3", wait=False)  # SIGTERM, and on at once
+
+    def refused() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        return False
+
+    try:
+        assert _wait_for(refused, timeout=5, every=0.1)
+        assert supervisor.running_pid(stack.settings, stack.parts["instance-3"])  # still in its grace period
+        assert all(register(http, stack).status_code == 201 for _ in range(6))
+    finally:
+        busy.close()
 
 
 def test_a_restarted_replica_takes_traffic_again(http, stack, stopped):
