@@ -50,22 +50,25 @@ def replica():
     r.stop()
 
 
-@pytest.fixture
-def silent():
-    """A replica that takes the request and never answers (the kernel accepts; nobody replies)."""
+def _listening() -> tuple[socket.socket, str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(8)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.fixture
+def silent():
+    """A replica that takes the request and never answers (the kernel accepts; nobody replies)."""
+    sock, url = _listening()
+    yield url
     sock.close()
 
 
 @pytest.fixture
 def dying():
     """A replica that reads the request, then drops the connection (killed mid-report)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
+    sock, url = _listening()
 
     def serve():
         with contextlib.suppress(OSError):
@@ -75,7 +78,7 @@ def dying():
                 conn.close()
 
     threading.Thread(target=serve, daemon=True).start()
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    yield url
     sock.close()
 
 
