@@ -9,6 +9,8 @@ def from_env() -> dict:
         "INSTANCE_NAME": os.environ.get("INSTANCE_NAME", "instance-1"),
         "MONGO_URL": os.environ.get("MONGO_URL", "mongodb://127.0.0.1:27027"),
         "MONGO_DB": os.environ.get("MONGO_DB", "vaccination"),
+        # all database calls of one registration together; past it: 503, never a hung worker
+        "MONGO_TIMEOUT_MS": int(os.environ.get("MONGO_TIMEOUT_MS", 3000)),
         "PHOTO_STORE_URL": os.environ.get("PHOTO_STORE_URL", "http://127.0.0.1:8090"),
         "PHOTO_STORE_TOKEN": os.environ.get("PHOTO_STORE_TOKEN", ""),
         "PHOTO_LINK_SECRET": os.environ.get("PHOTO_LINK_SECRET", ""),
