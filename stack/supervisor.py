@@ -142,6 +142,19 @@ def stop(s: Settings, part: Part, grace: float = 25.0) -> bool:
     return True
 
 
+def kill(s: Settings, part: Part) -> bool:
+    """SIGKILL the part's process group: a machine that dies at once, nothing finished."""
+    pid = running_pid(s, part)
+    if not pid:
+        return False
+    started = _start_time(pid)
+    _signal_group(pid, signal.SIGKILL)
+    while _alive(pid, started):
+        time.sleep(0.05)
+    pid_file(s, part).unlink(missing_ok=True)
+    return True
+
+
 def freeze(s: Settings, part: Part, frozen: bool) -> None:
     """Simulate a machine that hangs rather than dies (SIGSTOP), and thaw it (SIGCONT)."""
     pid = running_pid(s, part)
