@@ -67,8 +67,7 @@ def test_registration_outcomes_count_failures_duplicates_and_ghosts(stack):
 
 def _drill(tmp_path, *args: str) -> dict:
     result = subprocess.run(
-        [sys.executable, "-m", "loadtests.drill", "--users", "12", "--warmup", "10", "--settle", "5",
-         "--out", str(tmp_path), *args],
+        [sys.executable, "-m", "loadtests.drill", "--users", "12", "--warmup", "10", "--out", str(tmp_path), *args],
         cwd=ROOT, capture_output=True, text=True, timeout=400,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
@@ -80,13 +79,13 @@ def _drill(tmp_path, *args: str) -> dict:
 
 @pytest.mark.slow
 def test_a_frozen_database_drill_stores_every_registration_once(stack, tmp_path):
-    outcome = _drill(tmp_path, "--victim", "mongodb", "--freeze", "8")
+    outcome = _drill(tmp_path, "--victim", "mongodb", "--freeze", "8", "--settle", "15")
     assert outcome["fault"] == "freeze 8s" and outcome["failed_requests"] == 0
 
 
 @pytest.mark.slow
 def test_replica_drill_loses_nothing_and_alerts_in_time(stack, tmp_path):
-    outcome = _drill(tmp_path, "--victim", "instance-1", "--kill", "--outage", "25")
+    outcome = _drill(tmp_path, "--victim", "instance-1", "--kill", "--outage", "25", "--settle", "5")
     assert outcome["fault"] == "kill"
     assert outcome["failed_requests"] == 0 and outcome["lost"] == 0
     assert outcome["acknowledged"] > 0 and outcome["stored"] == outcome["acknowledged"]
