@@ -150,6 +150,15 @@ def freeze(s: Settings, part: Part, frozen: bool) -> None:
     _signal_group(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
 
 
+def reload(s: Settings, part: Part) -> None:
+    """SIGHUP the part's process group: Prometheus and Alertmanager read their files again.
+    Their HTTP lifecycle endpoints stay off, so reloading takes this machine's user, not a request."""
+    pid = running_pid(s, part)
+    if not pid:
+        raise RuntimeError(f"{part.name} is not running")
+    _signal_group(pid, signal.SIGHUP)
+
+
 def _signal_group(pid: int, sig: int) -> None:
     if not _leads_group(pid):  # gone, or the pid now belongs to someone else's process
         return
