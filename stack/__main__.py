@@ -84,7 +84,11 @@ def freeze_part(args) -> int:
 
 def reload_part(args) -> int:
     s = load()
-    supervisor.reload(s, _find(all_parts(s), args.part))
+    try:
+        supervisor.reload(s, _find(all_parts(s), args.part))
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
     print(f"{args.part} asked to reload its configuration (SIGHUP)")
     return 0
 

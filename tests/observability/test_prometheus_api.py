@@ -4,6 +4,7 @@ machine's user reloads it with SIGHUP to its process group (`./init.sh reload pr
 import re
 import time
 
+import pytest
 import requests
 
 from stack import supervisor
@@ -35,3 +36,10 @@ def test_sighup_through_the_supervisor_reloads_prometheus(stack):
         time.sleep(0.2)
     assert _last_reload(stack) > before
     assert requests.get(f"{_prometheus(stack)}/-/ready", timeout=5).status_code == 200
+
+
+def test_a_part_that_sighup_would_kill_is_not_reloaded(stack):
+    # a gunicorn group: its workers die of SIGHUP
+    with pytest.raises(ValueError, match="cannot be reloaded"):
+        supervisor.reload(stack.settings, stack.parts["instance-1"])
+    assert stack.is_up("instance-1")
