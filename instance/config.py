@@ -23,4 +23,8 @@ def from_env() -> dict:
         "MAX_CONTENT_LENGTH": max_photo + 2**20,
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
         "LOKI_URL": os.environ.get("LOKI_URL", ""),
+        # shared by every replica: the count of wrong admin passwords per client address
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6390/0"),
+        "ADMIN_AUTH_MAX_FAILURES": int(os.environ.get("ADMIN_AUTH_MAX_FAILURES", 10)),
+        "ADMIN_AUTH_WINDOW_SECONDS": int(os.environ.get("ADMIN_AUTH_WINDOW_SECONDS", 60)),
     }

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 FORWARDED = ("Authorization", "Accept", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
              "X-Forwarded-Port")
 PASSED_BACK = ("Content-Type", "Content-Disposition", "Content-Length", "Cache-Control", "WWW-Authenticate",
-               "X-Served-By")
+               "Retry-After", "X-Served-By")
 _turn = itertools.count()
 # connect fast (a stopped replica refuses at once). The first byte of a big report can take
 # minutes, but must come before nginx's proxy_read_timeout for /api/reports/ (300 s) runs out,

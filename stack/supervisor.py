@@ -163,6 +163,22 @@ def freeze(s: Settings, part: Part, frozen: bool) -> None:
     _signal_group(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
 
 
+# Parts whose whole process group takes SIGHUP as "read your files again"; to a gunicorn
+# group it would be fatal (its workers die of it), so nothing else is reloaded this way.
+RELOADABLE = ("prometheus", "alertmanager")
+
+
+def reload(s: Settings, part: Part) -> None:
+    """SIGHUP the part's process group: Prometheus and Alertmanager read their files again.
+    Their HTTP lifecycle endpoints stay off, so reloading takes this machine's user, not a request."""
+    if part.name not in RELOADABLE:
+        raise ValueError(f"{part.name} cannot be reloaded; only {', '.join(RELOADABLE)} (restart it instead)")
+    pid = running_pid(s, part)
+    if not pid:
+        raise RuntimeError(f"{part.name} is not running")
+    _signal_group(pid, signal.SIGHUP)
+
+
 def _signal_group(pid: int, sig: int) -> None:
     if not _leads_group(pid):  # gone, or the pid now belongs to someone else's process
         return
