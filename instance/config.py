@@ -3,6 +3,13 @@
 import os
 
 
+def _decodes_per_process() -> int:
+    """The CPUs this process may run on, shared by the service's gunicorn workers: more decodes
+    at once only make each slower and add their memory."""
+    workers = int(os.environ.get("GUNICORN_WORKERS", "2"))  # gunicorn's own setting (common/gunicorn_conf.py)
+    return max(1, len(os.sched_getaffinity(0)) // max(1, workers))
+
+
 def from_env() -> dict:
     max_photo = int(os.environ.get("MAX_PHOTO_BYTES", 5 * 2**20))
     return {
@@ -19,6 +26,13 @@ def from_env() -> dict:
         "ADMIN_PASSWORD": os.environ.get("ADMIN_PASSWORD", ""),
         "MAX_PHOTO_BYTES": max_photo,
         "MAX_PHOTO_PIXELS": int(os.environ.get("MAX_PHOTO_PIXELS", 40_000_000)),
+        # what one photo may cost to check (instance/photos.py)
+        "PHOTO_MAX_SIDE": int(os.environ.get("PHOTO_MAX_SIDE", 2000)),
+        "PHOTO_DECODE_MAX_PIXELS": int(os.environ.get("PHOTO_DECODE_MAX_PIXELS", 10_000_000)),
+        "PHOTO_MAX_SCANS": int(os.environ.get("PHOTO_MAX_SCANS", 100)),
+        "PHOTO_DECODES": int(os.environ.get("PHOTO_DECODES") or _decodes_per_process()),
+        "PHOTO_DECODE_WAIT_SECONDS": float(os.environ.get("PHOTO_DECODE_WAIT_SECONDS", 2)),
+        "PHOTO_DECODE_SECONDS": float(os.environ.get("PHOTO_DECODE_SECONDS", 4)),
         # the photo plus the text fields and multipart framing
         "MAX_CONTENT_LENGTH": max_photo + 2**20,
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),

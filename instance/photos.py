@@ -1,18 +1,47 @@
 """ID-card photos: proven to be images by decoding them, then re-encoded without metadata.
 
 The file name and the client's content type say nothing (HTML can hide behind image/jpeg), so
-the bytes are decoded with Pillow, fully. Re-encoding drops EXIF (GPS, device serials), XMP,
-comments and text chunks; the orientation EXIF carried is applied to the pixels first.
-Phones' multi-picture JPEGs (MPO) are accepted as JPEG: only the first, main picture is kept.
+the bytes are decoded with Pillow. Re-encoding drops EXIF (GPS, device serials), XMP, comments
+and text chunks; the orientation EXIF carried is applied to the pixels first. Phones'
+multi-picture JPEGs (MPO) are accepted as JPEG: only the first, main picture is kept.
+
+Every upload has a bounded cost, because a few kilobytes can ask a decoder for minutes of CPU
+(a progressive JPEG of thousands of scans walks the whole image once per scan) or gigabytes (a
+PNG of 40 megapixels that compresses to 5 KB):
+* the file's structure is read first, without decoding: only baseline and progressive Huffman
+  JPEGs (what cameras, phones and browsers write) with at most `max_scans` scans, and PNGs
+  whose declared bitmap fits the decode budget; the rest is refused before any pixel is made;
+* JPEGs are decoded at 1/2, 1/4 or 1/8 scale when that still gives `max_side` pixels, and
+  every photo is stored at most `max_side` pixels long: an ID photo needs no more;
+* 1-bit, grey and 16-bit images keep their mode; nothing is widened to RGBA;
+* a process decodes at most `decodes` photos at once; a photo that waits longer than
+  `decode_wait` for its turn is answered 503 with Retry-After;
+* a decode is checked against its time budget at every block Pillow reads or writes: past
+  `decode_cpu_seconds` of CPU (half the budget) the photo is refused (400): no real photo
+  comes near; past `decode_seconds` in wall time (waiting for a slot included) it is answered
+  503, as the machine was too busy. So no request's decoding outlives its client by more than
+  a few seconds.
 """
 
-import io
-import warnings
-from dataclasses import dataclass
+from __future__ import annotations
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+import io
+import logging
+import math
+import re
+import struct
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+
+from flask import current_app, has_app_context
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+from werkzeug.exceptions import ServiceUnavailable
 
 from common.errors import ApiError
+
+log = logging.getLogger(__name__)
 
 ACCEPTED = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png")}
 # no other decoder ever sees the bytes. Not "MPO": Pillow registers no opener of that name (the
@@ -22,6 +51,18 @@ OPENED = ["JPEG", "PNG"]
 # The default of MAX_PHOTO_PIXELS.
 MAX_PIXELS = 40_000_000
 TOO_MANY_PIXELS = "The photo has too many pixels for an ID card picture."
+UNREADABLE = "The file is not a readable JPEG or PNG image."
+# Real JPEGs have a dozen segments besides their scans (progressive ones also a table per scan),
+# PNGs a few hundred chunks (encoders write 8-64 KiB of pixels per chunk). Pillow parses each in
+# Python, holding the GIL.
+MAX_JPEG_SEGMENTS = 1000
+MAX_JPEG_HEADER_JUNK = 1024
+MAX_PNG_CHUNKS = 20_000
+# Text chunks are dropped anyway; Pillow's default lets them inflate to 64 MiB per image.
+PNG_TEXT_MEMORY = 2**20
+# Pillow feeds the decoder this much input at a time (its default: 64 KiB) and the time budget
+# is checked between blocks: 16 KiB of a PNG inflate to at most 16 MiB of pixels.
+READ_BLOCK = 16 * 2**10
 
 
 def set_pixel_cap(max_pixels: int) -> None:
@@ -33,6 +74,47 @@ def set_pixel_cap(max_pixels: int) -> None:
 
 
 set_pixel_cap(MAX_PIXELS)
+PngImagePlugin.MAX_TEXT_MEMORY = PNG_TEXT_MEMORY
+
+
+@dataclass
+class Limits:
+    """What one photo may cost, and the process's decode slots (defaults: instance/config.py)."""
+
+    max_side: int = 2000
+    decode_max_pixels: int = 10_000_000
+    max_scans: int = 100
+    decodes: int = 1
+    decode_wait: float = 2.0
+    decode_seconds: float = 4.0
+    decode_cpu_seconds: float | None = None  # None: half of decode_seconds
+    slots: threading.BoundedSemaphore = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if self.decode_cpu_seconds is None:
+            self.decode_cpu_seconds = self.decode_seconds / 2
+        self.slots = threading.BoundedSemaphore(self.decodes)
+
+    @classmethod
+    def from_config(cls, config) -> Limits:
+        return cls(config["PHOTO_MAX_SIDE"], config["PHOTO_DECODE_MAX_PIXELS"], config["PHOTO_MAX_SCANS"],
+                   config["PHOTO_DECODES"], config["PHOTO_DECODE_WAIT_SECONDS"], config["PHOTO_DECODE_SECONDS"])
+
+
+_DEFAULT_LIMITS = Limits()
+_LIMITS_LOCK = threading.Lock()
+
+
+def get_limits() -> Limits:
+    """The app's limits (and decode slots), built on first use: one set per app, so per process."""
+    if not has_app_context():
+        return _DEFAULT_LIMITS
+    extensions = current_app.extensions
+    limits = extensions.get("photo_limits")
+    if limits is None:
+        with _LIMITS_LOCK:
+            limits = extensions.setdefault("photo_limits", Limits.from_config(current_app.config))
+    return limits
 
 
 @dataclass(frozen=True)
@@ -40,49 +122,259 @@ class Photo:
     data: bytes
     content_type: str
     extension: str
-    width: int
-    height: int
 
 
 def _invalid(message: str) -> ApiError:
     return ApiError(400, "invalid_photo", message, "photo")
 
 
-def prepare(raw: bytes, max_bytes: int, max_pixels: int = MAX_PIXELS) -> Photo:
+def _too_costly(reason: str, message: str) -> ApiError:
+    # the access log has the 400; this says which limit an attack ran into
+    log.warning("photo refused: %s", reason, extra={"reason": reason})
+    return _invalid(message)
+
+
+# --- the structure, read without decoding ---------------------------------------------
+
+# A marker is 0xFF and a code (after any number of 0xFF fill bytes); 0xFF 0x00 in entropy-coded
+# data is a stuffed byte. libjpeg finds markers the same way, skipping anything else in between.
+# Not r"\xff+(.)": on a run of 0xFF bytes that would backtrack quadratically.
+_MARKER = re.compile(rb"\xff([^\x00\xff])")
+_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM and the restart markers carry no length
+_HUFFMAN_FRAMES = {0xC0, 0xC1, 0xC2}  # baseline, extended sequential, progressive
+_OTHER_FRAMES = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # lossless, hierarchical, arithmetic
+
+
+@dataclass(frozen=True)
+class _Jpeg:
+    size: tuple[int, int]
+    progressive: bool
+    scans: int
+    coefficients: int  # every component's samples: what a multi-scan decode keeps in memory
+
+
+def _inspect_jpeg(raw: bytes, limits: Limits) -> _Jpeg:
+    """The first picture's frame and scan count, from its markers (an MPO's others follow its EOI)."""
+    pos, segments, scans, junk, frame = 2, 0, 0, 0, None
+    while (found := _MARKER.search(raw, pos)) is not None:
+        if not scans:  # Pillow reads the header itself and skips bytes between segments one at a time
+            junk += found.start() - pos
+            if junk > MAX_JPEG_HEADER_JUNK:
+                raise _invalid("The JPEG is damaged: its header has bytes that belong to no segment.")
+        code, pos = found.group(1)[0], found.end()
+        if code in _STANDALONE:
+            continue
+        if code in (0xD8, 0xD9) or pos + 2 > len(raw):
+            break  # the end of the picture (or a damaged one: the decoder says which)
+        segments += code != 0xDA  # scans have their own limit
+        if segments > MAX_JPEG_SEGMENTS:
+            raise _too_costly("jpeg segments", f"The JPEG has more than {MAX_JPEG_SEGMENTS} segments; "
+                                               "no camera writes that. Please send the photo as taken.")
+        length = int.from_bytes(raw[pos:pos + 2], "big")
+        if code in _OTHER_FRAMES or (code in _HUFFMAN_FRAMES and frame):
+            raise _invalid("The JPEG uses a coding that cameras and browsers do not (lossless, hierarchical "
+                           "or arithmetic); please send it as a normal JPEG or PNG.")
+        if code in _HUFFMAN_FRAMES:
+            frame = _frame(raw[pos + 2:pos + length], progressive=code == 0xC2)
+        elif code == 0xDA:
+            scans += 1
+            if scans > limits.max_scans:
+                raise _too_costly("jpeg scans", f"The JPEG has more than {limits.max_scans} scans; decoding it "
+                                                "would take far too long. Please send the photo as taken.")
+        pos += length
+    if frame is None:
+        raise _invalid(UNREADABLE)
+    return _Jpeg(frame[0], frame[1], scans, frame[2])
+
+
+def _frame(payload: bytes, progressive: bool) -> tuple[tuple[int, int], bool, int]:
+    if len(payload) < 6:
+        raise _invalid(UNREADABLE)
+    precision, height, width, count = struct.unpack_from(">BHHB", payload)
+    sampling = [(payload[7 + 3 * n] >> 4, payload[7 + 3 * n] & 15) for n in range(count)
+                if 8 + 3 * n < len(payload)]
+    if precision != 8 or not width or not height or count not in (1, 3, 4) or len(sampling) != count \
+            or not all(1 <= h <= 4 and 1 <= v <= 4 for h, v in sampling):
+        raise _invalid("The JPEG is not an 8-bit grey, colour or CMYK picture that can be read.")
+    max_h, max_v = max(h for h, _ in sampling), max(v for _, v in sampling)
+    mcus = math.ceil(width / (8 * max_h)) * math.ceil(height / (8 * max_v))
+    return (width, height), progressive, mcus * 64 * sum(h * v for h, v in sampling)
+
+
+def _inspect_png(raw: bytes) -> tuple[int, int]:
+    """The declared size, after walking the chunks (their lengths only: nothing is inflated)."""
+    if raw[12:16] != b"IHDR" or len(raw) < 33:
+        raise _invalid(UNREADABLE)
+    size = struct.unpack_from(">II", raw, 16)
+    pos, chunks = 8, 0
+    while pos + 8 <= len(raw):
+        length, kind = struct.unpack_from(">I4s", raw, pos)
+        chunks += 1
+        if chunks > MAX_PNG_CHUNKS:
+            raise _too_costly("png chunks", f"The PNG has more than {MAX_PNG_CHUNKS} chunks; no camera or "
+                                            "screenshot tool writes that. Please send the picture as taken.")
+        if kind == b"IEND":
+            break
+        pos += 12 + length
+    return size
+
+
+def _check_structure(raw: bytes, max_pixels: int, limits: Limits) -> _Jpeg | None:
+    jpeg = _inspect_jpeg(raw, limits) if raw[:3] == b"\xff\xd8\xff" else None
+    if raw[:8] == b"\x89PNG\r\n\x1a\n":
+        width, height = _inspect_png(raw)
+    elif jpeg:
+        width, height = jpeg.size
+    else:
+        raise _invalid(UNREADABLE)
+    if width * height > max_pixels:
+        raise _invalid(TOO_MANY_PIXELS)
+    mib = 4 * limits.decode_max_pixels / 2**20
+    if not jpeg and width * height > limits.decode_max_pixels:
+        # a PNG cannot be decoded at a reduced scale: all of it would be in memory at once
+        raise _too_costly("png pixels", f"The PNG is too large ({width}x{height} pixels); at most "
+                                        f"{limits.decode_max_pixels / 1e6:.1f} megapixels. "
+                                        "Please send a smaller picture or a JPEG.")
+    if jpeg and (jpeg.progressive or jpeg.scans > 1) and 2 * jpeg.coefficients > 4 * limits.decode_max_pixels:
+        # libjpeg keeps every coefficient of a multi-scan JPEG until the last scan, whatever the scale
+        raise _too_costly("jpeg coefficients", f"The progressive JPEG ({width}x{height} pixels) needs more than "
+                                               f"{mib:.0f} MiB to decode. Please send a smaller or a "
+                                               "baseline JPEG.")
+    return jpeg
+
+
+# --- decoding on a budget -----------------------------------------------------------------
+
+
+class _OverBudget(Exception):  # noqa: N818 - not an error of the file: raised to stop Pillow mid-decode
+    def __init__(self, costly: bool):
+        super().__init__()
+        self.costly = costly
+
+
+class _Budget:
+    """From the start of prepare(): its CPU time (this thread's only; decoders release the GIL,
+    so other requests' work is not counted) and its wall time, waiting for a slot included."""
+
+    def __init__(self, limits: Limits):
+        self.cpu_seconds = limits.decode_cpu_seconds
+        self.deadline = time.monotonic() + limits.decode_seconds
+        self.cpu_started = time.thread_time()
+
+    def check(self) -> None:
+        if time.thread_time() - self.cpu_started > self.cpu_seconds:
+            raise _OverBudget(costly=True)
+        if time.monotonic() > self.deadline:
+            raise _OverBudget(costly=False)
+
+
+class _BudgetedBytes(io.BytesIO):
+    """Pillow reads its input and writes its output in blocks: each is a checkpoint."""
+
+    def __init__(self, budget: _Budget, initial: bytes = b""):
+        super().__init__(initial)
+        self.budget = budget
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.budget.check()
+        return super().read(size)
+
+    def write(self, data) -> int:
+        self.budget.check()
+        return super().write(data)
+
+
+def prepare(raw: bytes, max_bytes: int, max_pixels: int = MAX_PIXELS, limits: Limits | None = None) -> Photo:
+    limits = limits or get_limits()
+    budget = _Budget(limits)
     if not raw:
         raise ApiError(400, "missing_field", "The photo file is empty.", "photo")
     if len(raw) > max_bytes:
         raise ApiError(413, "photo_too_large", f"The photo must be at most {max_bytes / 2**20:g} MiB.", "photo")
+    jpeg = _check_structure(raw, max_pixels, limits)
+    retry_after = max(1, math.ceil(limits.decode_seconds))
+    if not limits.slots.acquire(timeout=limits.decode_wait):
+        raise ServiceUnavailable("Too many photos are being checked right now; nothing was stored. "
+                                 f"Please try again in {retry_after} seconds.", retry_after=retry_after)
     try:
-        with Image.open(io.BytesIO(raw), formats=OPENED) as probe:
-            if probe.width * probe.height > max_pixels:
+        return _decode(raw, jpeg, max_pixels, limits, budget)
+    except _OverBudget as over:
+        if over.costly:
+            raise _too_costly("decode time", "The photo takes too long to decode; please send it as "
+                                             "the camera or phone saved it.") from None
+        raise ServiceUnavailable("The server is too busy to check the photo right now; nothing was stored. "
+                                 f"Please try again in {retry_after} seconds.", retry_after=retry_after) from None
+    finally:
+        limits.slots.release()
+
+
+def _decode(raw: bytes, jpeg: _Jpeg | None, max_pixels: int, limits: Limits, budget: _Budget) -> Photo:
+    try:
+        with Image.open(_BudgetedBytes(budget, raw), formats=OPENED) as image:
+            if image.width * image.height > max_pixels:
                 raise _invalid(TOO_MANY_PIXELS)
-            probe.verify()
-        with Image.open(io.BytesIO(raw), formats=OPENED) as image:
             # an MPO is a JPEG with more pictures appended; the first (shown) one is the photo
             kind = "JPEG" if image.format == "MPO" else image.format
-            image.load()  # verify() skips pixel data; load() finds truncated files
+            if jpeg and image.size != jpeg.size:
+                raise _invalid(UNREADABLE)  # Pillow found another frame than the one that was checked
+            if kind == "JPEG":
+                _draft(image, limits)
+            image.decodermaxblock = READ_BLOCK
+            image.load()  # the pixels themselves: finds truncated and damaged files
+            budget.check()
+            image = _shrink(image, limits.max_side)
+            budget.check()
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of the pixels
-            return _reencode(image, kind)
+            return _reencode(image, kind, budget)
     except ApiError:
         raise
     except Image.DecompressionBombError:
         raise _invalid(TOO_MANY_PIXELS) from None
     except UnidentifiedImageError:
-        raise _invalid("The file is not a readable JPEG or PNG image.") from None
-    except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt data
+        raise _invalid(UNREADABLE) from None
+    except ValueError as error:
+        if "text" in str(error):  # Pillow's PNG text limits (MAX_TEXT_CHUNK, MAX_TEXT_MEMORY)
+            raise _too_costly("png text", "The PNG carries too much text (metadata) to be checked.") from None
+        raise _invalid(f"The image is damaged or incomplete ({error.__class__.__name__}).") from None
+    except (OSError, SyntaxError, struct.error, IndexError) as error:  # truncated or corrupt data
         raise _invalid(f"The image is damaged or incomplete ({error.__class__.__name__}).") from None
 
 
-def _reencode(image: Image.Image, kind: str) -> Photo:
+def _draft(image: Image.Image, limits: Limits) -> None:
+    """Let libjpeg decode at the smallest of 1/1, 1/2, 1/4 and 1/8 that still gives max_side
+    pixels, or a smaller one if that bitmap would not fit the decode budget."""
+    width, height = image.size
+    scale = 1
+    for candidate in (2, 4, 8):
+        if max(width, height) // candidate >= limits.max_side \
+                or math.ceil(width / scale) * math.ceil(height / scale) > limits.decode_max_pixels:
+            scale = candidate
+    if math.ceil(width / scale) * math.ceil(height / scale) > limits.decode_max_pixels:
+        raise _too_costly("jpeg pixels", TOO_MANY_PIXELS)
+    if scale > 1:
+        # asked for (size // scale), Pillow picks exactly this scale (and keeps the colour mode)
+        image.draft(None, (max(1, width // scale), max(1, height // scale)))
+
+
+def _shrink(image: Image.Image, max_side: int) -> Image.Image:
+    if max(image.size) <= max_side:
+        return image
+    if image.mode == "1":
+        image = image.convert("L")  # grey, not RGBA: shrinks smoothly at the same byte per pixel
+    image.thumbnail((max_side, max_side))  # palette images are shrunk by nearest pixel, keeping the palette
+    return image
+
+
+def _reencode(image: Image.Image, kind: str, budget: _Budget) -> Photo:
     # savers fall back to image.info for some chunks (ICC, PNG exif/text): keep only transparency
     image.info = {k: v for k, v in image.info.items() if k == "transparency"}
-    out = io.BytesIO()
+    out = _BudgetedBytes(budget)
     if kind == "JPEG":
-        (image if image.mode == "RGB" else image.convert("RGB")).save(out, "JPEG", quality=85)
+        # grey stays grey; CMYK (print files) becomes RGB, which every browser shows right
+        (image if image.mode in ("RGB", "L") else image.convert("RGB")).save(out, "JPEG", quality=85)
     else:
-        if image.mode not in ("RGB", "RGBA", "L", "LA", "P"):
+        if image.mode not in ("1", "L", "LA", "P", "I;16", "RGB", "RGBA"):
             image = image.convert("RGBA")
         image.save(out, "PNG")  # without pnginfo: text/time chunks are not copied
     content_type, extension = ACCEPTED[kind]
-    return Photo(out.getvalue(), content_type, extension, image.width, image.height)
+    return Photo(out.getvalue(), content_type, extension)
