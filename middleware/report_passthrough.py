@@ -9,7 +9,7 @@ import itertools
 import logging
 
 import requests
-from flask import Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from pymongo.errors import PyMongoError
 
 from common.errors import ApiError
@@ -18,6 +18,7 @@ from common.metrics import track_dependency
 from middleware import chart_cache
 
 log = logging.getLogger(__name__)
+bp = Blueprint("reports", __name__)
 
 FORWARDED = ("Authorization", "Accept", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
              "X-Forwarded-Port")
@@ -59,7 +60,8 @@ def _open_upstream() -> requests.Response:
     raise ApiError(503, "replicas_unavailable", "No replica could build the report right now; please try again.")
 
 
-def pass_through() -> Response:
+@bp.get("/api/reports/cities.xlsx")
+def report() -> Response:
     upstream = _open_upstream()
     if upstream.status_code == 200:
         try:
