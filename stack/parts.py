@@ -154,7 +154,7 @@ def cluster(s: Settings) -> list[Part]:
         **common,
         "INSTANCE_NAME": "middleware",
         "REDIS_URL": f"redis://127.0.0.1:{p['REDIS_PORT']}/0",
-        "INSTANCE_URLS": ",".join(f"http://127.0.0.1:{s.instance_port(n)}" for n in range(1, INSTANCES + 1)),
+        "INSTANCES_URL": f"http://127.0.0.1:{p['NGINX_STATUS_PORT']}",
         "CHART_CACHE_TTL_SECONDS": s.get("CHART_CACHE_TTL_SECONDS", "300"),
     }))
 

@@ -52,7 +52,7 @@ def test_ready_names_the_dependency_that_failed_and_why(instance_app):
 
 
 def test_middleware_ready_names_redis_when_it_is_down(make_middleware_app):
-    app = make_middleware_app([])
+    app = make_middleware_app("http://127.0.0.1:9")
     app.extensions["mongo"].close()
     app.extensions["mongo"] = FakeMongo()
     with app.test_client() as client:
