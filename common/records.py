@@ -7,6 +7,7 @@ mongod and on the embedded wire-protocol server the native stack runs by default
 from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database
 
+DATABASE = "vaccination"  # the default of MONGO_DB
 REGISTRATIONS = "registrations"
 CITIES = "cities"
 
