@@ -106,7 +106,11 @@ class Settings:
 
     @property
     def max_photo_bytes(self) -> int:
-        return int(self.get("MAX_PHOTO_BYTES", str(5 * 2**20)))
+        """nginx's body limit and 413 message are derived from it. Not set by the operator, the
+        instance's own default applies (read while the variable is unset here too)."""
+        from instance import config  # the instance package is heavy; the ports need none of it
+
+        return int(self.get("MAX_PHOTO_BYTES") or config.from_env()["MAX_PHOTO_BYTES"])
 
 
 def load() -> Settings:
