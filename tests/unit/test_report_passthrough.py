@@ -3,6 +3,7 @@ answer streamed back, the chart cache refreshed only after a 200, and the balanc
 failures turned into the services' JSON errors. Which replica builds a report, and building it
 again when one dropped it, is nginx's (the last tests read that from its template)."""
 
+import contextlib
 import re
 import socket
 import threading
@@ -10,8 +11,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
 
 from middleware import chart_cache, report_passthrough
+from stack import supervisor
+from stack.parts import public_nginx
+from stack.settings import Settings
 
 READ_TIMEOUT = report_passthrough.READ_TIMEOUT  # the real one; the tests below shorten it
 TEMPLATE = Path(__file__).resolve().parents[2] / "nginx/templates/default.conf.template"
@@ -154,3 +159,71 @@ def test_nginx_builds_a_dropped_report_again_but_never_a_slow_one():
     assert "proxy_pass http://instances;" in internal  # the upstream every other request uses
     (retried_on,) = re.findall(r"proxy_next_upstream\s+([^;]+);", internal)
     assert retried_on.split() == ["error"]  # refused or dropped; "timeout" would repeat a slow build
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def dying():
+    """A replica that reads the request, then drops the connection (killed mid-report)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    dropped = []
+
+    def serve():
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = sock.accept()
+                conn.recv(65536)
+                dropped.append(conn.close())
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield sock.getsockname()[1], dropped
+    sock.close()
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    """nginx(instance_ports) -> the internal port of the real public nginx, rendered from the
+    template as ./init.sh renders it, in front of those replicas."""
+    started = []
+
+    def start(instance_ports: list[int]) -> int:
+        ports = {"PHOTO_STORE_PORT": _free_port(), "NGINX_STATUS_PORT": _free_port()}
+        s = Settings(
+            var=tmp_path,
+            ports=ports,
+            secrets={"PHOTO_LINK_SECRET": "s", "PHOTO_STORE_TOKEN": "t"},
+            env={"MAX_PHOTO_BYTES": "1048576"},
+        )
+        part = public_nginx(s, "nginx", instance_ports, _free_port(), _free_port(), ports["NGINX_STATUS_PORT"])
+        supervisor.start(s, part, wait=20)
+        started.append((s, part))
+        return ports["NGINX_STATUS_PORT"]
+
+    yield start
+    for s, part in started:
+        supervisor.stop(s, part, grace=5)
+
+
+def test_nginx_builds_a_report_again_on_the_next_replica_when_one_drops_it(nginx, balancer, dying):
+    dying_port, dropped = dying
+    good = balancer(200, {"X-Served-By": "instance-2"})
+    good_port = int(good.url.rsplit(":", 1)[1])
+    internal = nginx([dying_port, good_port, good_port])
+    answers = [requests.get(f"http://127.0.0.1:{internal}/api/reports/cities.xlsx", timeout=10) for _ in range(3)]
+    assert [(a.status_code, a.content) for a in answers] == [(200, b"report")] * 3
+    assert len(dropped) == 1  # the least-connections turn reached it once; then nginx rested it
+    assert len(good.requests) == 3
+
+
+def test_nginx_answers_its_own_error_when_every_replica_drops_the_report(nginx, dying):
+    dying_port, dropped = dying
+    internal = nginx([dying_port] * 3)
+    answer = requests.get(f"http://127.0.0.1:{internal}/api/reports/cities.xlsx", timeout=10)
+    assert answer.status_code == 502 and "X-Served-By" not in answer.headers  # what the middleware turns into 503
