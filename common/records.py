@@ -7,9 +7,9 @@ mongod and on the embedded wire-protocol server the native stack runs by default
 from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database
 
-DATABASE = "vaccination"  # the default of MONGO_DB
 REGISTRATIONS = "registrations"
 CITIES = "cities"
+DATABASE = "vaccination"  # the default of MONGO_DB
 
 
 def connect(url: str) -> MongoClient:
