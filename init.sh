@@ -114,7 +114,7 @@ run_docker() {
 # starts a stack, as CI runs it.
 lint() {
   log "lint: ruff check, ruff format --check"
-  if ! "$VENV/bin/ruff" check --quiet . || ! "$VENV/bin/ruff" format --check --quiet .; then
+  if ! "$VENV/bin/ruff" check --quiet . || ! "$VENV/bin/ruff" format --check --quiet --output-format concise .; then
     log "lint failed: fix the findings above (ruff check --fix <file>; ruff format <file>)"
     return 1
   fi

@@ -67,7 +67,7 @@ def operator_set(s: Settings, *names: str) -> dict[str, str | None]:
     return {name: s.get(name) or None for name in names}
 
 
-def gunicorn(s: Settings, name: str, app: str, port: int, env: dict[str, str]) -> Part:
+def gunicorn(s: Settings, name: str, app: str, port: int, env: dict[str, str | None]) -> Part:
     multiproc = s.run_dir / "metrics" / name
     # Its own temporary folder, private like all of var/ and emptied at every start: what a
     # killed worker left there (openpyxl's spool files hold report rows, so personal data) goes.
