@@ -38,6 +38,11 @@ DEPENDENCY_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
 DEPENDENCY_ERRORS = Counter("dependency_errors_total", "Failed dependency calls", ["dependency", "operation"])
+# Per replica, never per client address: the address of a wrong password is in the instance's log.
+ADMIN_AUTH_FAILURES = Counter("admin_auth_failures_total", "Admin requests with wrong credentials (answered 401)")
+ADMIN_AUTH_THROTTLED = Counter(
+    "admin_auth_throttled_total", "Admin requests refused unchecked (429): their address had too many failures",
+)
 LOG_RECORDS_DROPPED = Counter("log_records_dropped_total", "Log records not sent to Loki: its queue was full")
 
 
@@ -60,7 +65,8 @@ KNOWN_SERIES = {
         REJECTED: [(reason,) for reason in
                    ("missing_field", "invalid_name", "invalid_city", "invalid_photo", "photo_too_large")],
         DEPENDENCY_ERRORS: [("mongodb", op) for op in ("insert", "find_one", "report_scan")]
-        + [("photo_store", op) for op in ("put", "delete", "get", "health")],
+        + [("photo_store", op) for op in ("put", "delete", "get", "health")]
+        + [("redis", "admin_throttle")],
     },
     "middleware": {
         CHART_CACHE_LOOKUPS: [("hit",), ("miss",), ("error",)],

@@ -4,8 +4,14 @@ Only plain CRUD, indexes and a $group aggregation: the code must behave the same
 mongod and on the embedded wire-protocol server the native stack runs by default.
 """
 
+import hashlib
+import secrets
+from datetime import UTC, datetime
+
 from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database
+
+from common.cities import city_key
 
 REGISTRATIONS = "registrations"
 CITIES = "cities"
@@ -25,6 +31,46 @@ def connect(url: str) -> MongoClient:
         retryWrites=True,
         appname="vaccination",
     )
+
+
+def registration_id(idempotency_key: str | None = None) -> str:
+    """32 hex characters: random, or derived from the client's Idempotency-Key, so that the
+    unique `_id` index (not a lock) decides which of several attempts with one key is stored."""
+    if idempotency_key is None:
+        return secrets.token_hex(16)
+    return hashlib.sha256(f"registration:{idempotency_key}".encode()).hexdigest()[:32]
+
+
+def request_hash(name: str, city: str, photo: bytes) -> str:
+    """What a registration was asked with: a retry under the same key must match it."""
+    digest = hashlib.sha256()
+    for part in (name.encode(), city.encode(), photo):
+        digest.update(len(part).to_bytes(8, "big"))  # length-prefixed: no two splits hash alike
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def _now_ms() -> datetime:
+    # BSON dates keep milliseconds: the answer made from this document must equal one made
+    # from the stored copy (an idempotent replay)
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def new_registration(name: str, city: str, photo_key: str, *, registration_id: str | None = None,
+                     request_hash: str | None = None, created_at: datetime | None = None) -> dict:
+    """The registration document, the one shape every writer (the API, the seeder) stores."""
+    doc = {
+        "_id": registration_id or secrets.token_hex(16),
+        "name": name,
+        "city": city,
+        "city_key": city_key(city),
+        "photo_key": photo_key,
+        "created_at": created_at or _now_ms(),
+    }
+    if request_hash:
+        doc["request_hash"] = request_hash
+    return doc
 
 
 def ensure_indexes(db: Database) -> None:

@@ -77,8 +77,9 @@ class WebDavStore:
             return None
         return response, response.headers.get("Content-Type", "application/octet-stream")
 
-    def signed_url(self, key: str, public_base: str) -> str:
-        expires = int(time.time()) + self.link_ttl
+    def signed_url(self, key: str, public_base: str, expires: int | None = None) -> str:
+        """A link valid until `expires` (epoch seconds), by default the link TTL from now."""
+        expires = expires or int(time.time()) + self.link_ttl
         uri = f"/photos/{key}"
         # MD5 because nginx secure_link verifies MD5; the secret and the expiry bound what it protects
         digest = hashlib.md5(f"{expires}{uri} {self.link_secret}".encode()).digest()  # noqa: S324
@@ -138,13 +139,13 @@ class CloudinaryStore:
         except (cloudinary.exceptions.Error, OSError) as error:
             raise PhotoStoreUnavailable(f"destroy {key}: {error}") from error
 
-    def signed_url(self, key: str, public_base: str = "") -> str:
+    def signed_url(self, key: str, public_base: str = "", expires: int | None = None) -> str:
         import cloudinary.utils
 
         public_id, _, extension = key.rpartition(".")
         return cloudinary.utils.private_download_url(
             public_id, extension, type="authenticated", resource_type="image",
-            expires_at=int(time.time()) + self.link_ttl,
+            expires_at=expires or int(time.time()) + self.link_ttl,
         )
 
     def open(self, key: str) -> tuple[requests.Response, str] | None:

@@ -5,14 +5,21 @@ record. If the record certainly was not written the photo is deleted again, so n
 a refused registration. If the insert may have reached the database (a timeout or a lost
 connection after sending), the record is looked up: found, the registration succeeded after
 all; not found, the photo is kept (logged), because the write may still land and a record must
-never point at a missing photo. An orphan photo is unreachable and can be swept.
+never point at a missing photo, and the client is told its registration may have been stored.
+
+"Never stored twice" rests on the Idempotency-Key header (IETF httpapi draft): the record's id
+is derived from the key, so of several attempts with one key (a client's retry, nginx's retry
+on the next replica, a frozen replica waking up) the database's unique `_id` admits exactly one.
+Every other attempt finds that record, removes its own photo and replays the first answer, or
+answers 422 when it was asked for something else under the same key.
 """
 
 import logging
-import secrets
+import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, timedelta
 
+import pymongo
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
 from pymongo.errors import (
     DuplicateKeyError,
@@ -22,7 +29,6 @@ from pymongo.errors import (
 )
 
 from common import records
-from common.cities import city_key
 from common.errors import ApiError
 from common.metrics import REGISTRATIONS, REJECTED, track_dependency
 from instance import photos
@@ -36,22 +42,50 @@ bp = Blueprint("registrations", __name__)
 log = logging.getLogger(__name__)
 
 DATABASE_DOWN = "The registration database is unavailable right now; nothing was stored. Please try again shortly."
+OUTCOME_UNKNOWN = ("The registration database did not confirm the write in time: your registration may have been "
+                   "stored. Retry with the same Idempotency-Key to get its answer without registering twice.")
+KEY_REUSED = ("This Idempotency-Key was already used for a registration with another name, city or photo. "
+              "Use a new key for a new registration.")
 KNOWN_CITIES_MAX = 10_000
 STORE_DOWN = "The photo store is unavailable right now; nothing was stored. Please try again shortly."
+# printable and short: UUIDs and the like; the key goes into logs and a hash, never into a query as is
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def _public_base() -> str:
     return request.host_url
 
 
-def to_json(doc: dict) -> dict:
+def to_json(doc: dict, link_expires: int | None = None) -> dict:
     return {
         "id": doc["_id"],
         "name": doc["name"],
         "city": doc["city"],
-        "photo_url": get_photo_store().signed_url(doc["photo_key"], _public_base()),
+        "photo_url": get_photo_store().signed_url(doc["photo_key"], _public_base(), link_expires),
         "created_at": doc["created_at"].astimezone(UTC).isoformat(timespec="milliseconds"),
     }
+
+
+def _answer(doc: dict, replayed: bool) -> Response:
+    """201 with the registration. The link's expiry is counted from the registration's time, so a
+    replay under the same Idempotency-Key repeats the first answer to the byte."""
+    expires = int((doc["created_at"] + timedelta(seconds=current_app.config["PHOTO_LINK_TTL_SECONDS"])).timestamp())
+    response = jsonify(to_json(doc, expires))
+    response.status_code = 201
+    response.headers["Location"] = url_for("registrations.read", registration_id=doc["_id"])
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY.fullmatch(key):
+        raise ApiError(400, "invalid_idempotency_key",
+                       "The Idempotency-Key header must be 1 to 128 letters, digits or . _ : - (a UUID fits).")
+    return key
 
 
 def _read_photo() -> bytes:
@@ -62,17 +96,48 @@ def _read_photo() -> bytes:
     return upload.read(current_app.config["MAX_PHOTO_BYTES"] + 1)
 
 
+def _db_time_limit():
+    """Every database call of a registration together gets this long: a frozen database must
+    turn into a quick 503, not a worker waiting for a 60 s socket timeout."""
+    return pymongo.timeout(current_app.config["MONGO_TIMEOUT_MS"] / 1000)
+
+
+def _earlier_attempt(db, registration_id: str, fingerprint: str) -> dict | None:
+    """The record an earlier attempt with this key stored, if any; 422 if it was asked for another."""
+    try:
+        with _db_time_limit(), track_dependency("mongodb", "find_one"):
+            doc = db[records.REGISTRATIONS].find_one({"_id": registration_id})
+    except PyMongoError:
+        # nothing of this attempt is stored yet; an earlier attempt may be, hence the key
+        raise ApiError(503, "database_unavailable", OUTCOME_UNKNOWN) from None
+    if doc is not None and doc.get("request_hash") != fingerprint:
+        raise ApiError(422, "idempotency_key_reused", KEY_REUSED)
+    return doc
+
+
 @bp.post("/api/registrations")
 def create():
     # a form without a file arrives url-encoded: that is a missing photo, not a wrong format
     if request.mimetype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise ApiError(415, "unsupported_media_type",
                        "Send the registration as multipart/form-data with fields name, city and photo.")
+    idempotency_key = _idempotency_key()
     name = required_text(request.form.get("name"), "name", "Name", NAME_MAX)
     city = required_text(request.form.get("city"), "city", "City", CITY_MAX)
     try:
-        photo = photos.prepare(_read_photo(), current_app.config["MAX_PHOTO_BYTES"],
-                               current_app.config["MAX_PHOTO_PIXELS"])
+        raw = _read_photo()
+    except ApiError as error:
+        REJECTED.labels(error.code).inc()
+        raise
+    fingerprint = records.request_hash(name, city, raw)
+    registration_id = records.registration_id(idempotency_key)
+    if idempotency_key is not None:
+        # a retry of a registration that is stored costs one lookup: no decode, no upload
+        earlier = _earlier_attempt(get_db(), registration_id, fingerprint)
+        if earlier is not None:
+            return _answer(earlier, replayed=True)
+    try:
+        photo = photos.prepare(raw, current_app.config["MAX_PHOTO_BYTES"], current_app.config["MAX_PHOTO_PIXELS"])
     except ApiError as error:
         REJECTED.labels(error.code).inc()
         raise
@@ -87,60 +152,74 @@ def create():
         raise ApiError(503, "photo_store_unavailable", STORE_DOWN) from None
     observe_upload(store, time.perf_counter() - started, len(photo.data))
 
-    doc = {
-        "_id": secrets.token_hex(16),
-        "name": name,
-        "city": city,
-        "city_key": city_key(city),
-        "photo_key": key,
-        "created_at": datetime.now(UTC),
-    }
-    sent = False
-    try:
-        with track_dependency("mongodb", "insert"):
-            db = get_db()
-            _remember_city(db, doc["city_key"], city)
-            sent = True  # from here on the record may reach the database even if pymongo raises
-            db[records.REGISTRATIONS].insert_one(doc)
-    except PyMongoError as error:
-        outcome = "not_stored"
-        if sent:
-            outcome = insert_outcome(error, lambda: db[records.REGISTRATIONS].find_one({"_id": doc["_id"]}, {"_id": 1}))
-        if outcome == "not_stored":
-            log.error("database write failed, removing the uploaded photo: %s", error)
-            _discard_photo(store, key)
-            raise ApiError(503, "database_unavailable", DATABASE_DOWN) from None
-        if outcome == "unknown":
-            # the write may still land: the photo stays until the database can say (see unsettled.py)
-            log.error("database write may have been sent; photo kept until the database can be asked",
-                      extra={"photo_key": key, "registration_id": doc["_id"], "error": str(error)})
-            current_app.extensions.setdefault(
-                "unsettled_photos", UnsettledPhotos(db[records.REGISTRATIONS], store)).add(doc["_id"], key)
-            raise ApiError(503, "database_unavailable", DATABASE_DOWN) from None
-        log.warning("database write reported %s but the registration is stored", error.__class__.__name__,
-                    extra={"registration_id": doc["_id"]})
-
+    doc = records.new_registration(name, city, key, registration_id=registration_id, request_hash=fingerprint)
+    stored = _insert(doc, store)
+    if stored["photo_key"] != key:  # another attempt with this key won: ours is not needed
+        _discard_photo(store, key)
+        if stored.get("request_hash") != fingerprint:
+            raise ApiError(422, "idempotency_key_reused", KEY_REUSED)
+        log.info("registration replayed", extra={"registration_id": stored["_id"]})
+        return _answer(stored, replayed=True)
     REGISTRATIONS.inc()
     log.info("registration stored", extra={"registration_id": doc["_id"], "photo_bytes": len(photo.data)})
-    response = jsonify(to_json(doc))
-    response.status_code = 201
-    response.headers["Location"] = url_for("registrations.read", registration_id=doc["_id"])
-    return response
+    return _answer(doc, replayed=False)
 
 
-def insert_outcome(error: PyMongoError, find) -> str:
-    """After insert_one raised `error`: 'not_stored' when it certainly did not write, else what
-    `find()` (a lookup by id) says: 'stored', or 'unknown' when absent or the lookup failed."""
+def _insert(doc: dict, store) -> dict:
+    """Write the record; return what the database holds under its id (ours, or the record an
+    earlier attempt with the same key stored). Raises the 503s, having settled the photo."""
+    sent = False
+    db = None
+    try:
+        with _db_time_limit(), track_dependency("mongodb", "insert"):
+            db = get_db()
+            _remember_city(db, doc["city_key"], doc["city"])
+            sent = True  # from here on the record may reach the database even if pymongo raises
+            db[records.REGISTRATIONS].insert_one(doc)
+        return doc
+    except PyMongoError as error:
+        outcome, found = "not_stored", None
+        if sent:
+            outcome, found = insert_outcome(error, lambda: _lookup(db, doc["_id"]))
+        if outcome == "stored":
+            if found["photo_key"] == doc["photo_key"]:
+                log.warning("database write reported %s but the registration is stored", error.__class__.__name__,
+                            extra={"registration_id": doc["_id"]})
+            return found
+        if outcome == "not_stored":
+            log.error("database write failed, removing the uploaded photo: %s", error)
+            _discard_photo(store, doc["photo_key"])
+            raise ApiError(503, "database_unavailable", DATABASE_DOWN) from None
+        # the write may still land: the photo stays until the database can say (see unsettled.py)
+        log.error("database write may have been sent; photo kept until the database can be asked",
+                  extra={"photo_key": doc["photo_key"], "registration_id": doc["_id"], "error": str(error)})
+        current_app.extensions.setdefault(
+            "unsettled_photos", UnsettledPhotos(db[records.REGISTRATIONS], store)).add(doc["_id"], doc["photo_key"])
+        raise ApiError(503, "database_unavailable", OUTCOME_UNKNOWN) from None
+
+
+def _lookup(db, registration_id: str) -> dict | None:
+    # the insert's time limit is spent: the lookup gets its own
+    with _db_time_limit(), track_dependency("mongodb", "find_one"):
+        return db[records.REGISTRATIONS].find_one({"_id": registration_id})
+
+
+def insert_outcome(error: PyMongoError, find) -> tuple[str, dict | None]:
+    """After insert_one raised `error`: ('not_stored', None) when it certainly did not write, else
+    what `find()` (a lookup by id) says: ('stored', the record), or ('unknown', None) when absent
+    or the lookup failed."""
     # never sent (pymongo re-raises a first attempt's error if only the retry's selection fails),
-    # or the server refused this very document; a duplicate key may be our own earlier attempt
+    # or the server refused this very document; a duplicate key is our own earlier attempt or
+    # another attempt with the same Idempotency-Key, and the lookup tells which
     if isinstance(error, ServerSelectionTimeoutError) or (
             isinstance(error, WriteError) and not isinstance(error, DuplicateKeyError)):
-        return "not_stored"
+        return "not_stored", None
     try:
-        return "stored" if find() is not None else "unknown"
+        found = find()
     except PyMongoError as lookup_error:
         log.warning("registration lookup after a failed write failed too: %s", lookup_error)
-        return "unknown"
+        return "unknown", None
+    return ("stored", found) if found is not None else ("unknown", None)
 
 
 def _remember_city(db, key: str, spelling: str) -> None:
@@ -167,7 +246,7 @@ def _find(registration_id: str) -> dict:
     if len(registration_id) != 32 or not all(c in "0123456789abcdef" for c in registration_id):
         raise ApiError(404, "not_found", "No registration has that id.")
     try:
-        with track_dependency("mongodb", "find_one"):
+        with _db_time_limit(), track_dependency("mongodb", "find_one"):
             doc = get_db()[records.REGISTRATIONS].find_one({"_id": registration_id})
     except PyMongoError:
         raise ApiError(503, "database_unavailable", "The registration database is unavailable right now.") from None

@@ -1,11 +1,16 @@
 """`./init.sh drill`: lose one machine under steady load, bring it back, measure what it cost.
 
-    python -m loadtests.drill [--victim instance-2] [--users 30] [--warmup 30] [--outage 45]
+    python -m loadtests.drill [--victim instance-2] [--kill | --freeze SECONDS] [--users 30]
+                              [--warmup 30] [--outage 45]
 
-Under a steady locust load: stop the victim, keep the load running, start the victim again,
-stop the load. The last line printed is one JSON object with what happened; the exit status is
-non-zero when an acknowledged registration was lost, a request failed in a way the system does
-not document for that victim, data was half-stored, or an alert email was late.
+Under a steady locust load: stop the victim (gracefully; with --kill by SIGKILL to its process
+group, a machine that dies; with --freeze by SIGSTOP for SECONDS, then SIGCONT, a machine that
+hangs), keep the load running, start (or thaw) the victim again, stop the load. Registrants are
+careful clients (an Idempotency-Key, retries with the same key). The last line printed is one
+JSON object with what happened; the exit status is non-zero when a registration failed, was
+lost, stored twice or stored without its client ever hearing so (a ghost), a request failed in
+a way the system does not document for that victim, data was half-stored, or an alert email
+was late (stop and kill only: a short freeze is meant to pass unnoticed).
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ VICTIMS = {
     # registrations are refused with a clear 503 and nothing is stored; everything else works
     "photo-store": ("PhotoStoreDown", lambda row: row["name"].startswith(REGISTRATION)
                     and row["status"] == 503 and row["code"] == "photo_store_unavailable"),
+    # registrations answer 503 (careful clients retry); a report or a chart miss needs it too
+    "mongodb": ("MongoDBDown", lambda row: row["status"] in (502, 503, 504) and (
+        row["name"].startswith(REGISTRATION) or _chart_or_report(row))),
 }
 
 
@@ -86,7 +94,8 @@ class MailWatch:
 
 def _start_load(s: Settings, out: Path, users: int, spawn_rate: float) -> subprocess.Popen:
     env = {**os.environ, "ADMIN_PASSWORD": s.secrets["ADMIN_PASSWORD"],
-           "LOADTEST_ACK_FILE": str(out / "acknowledged.txt"), "LOADTEST_REQUESTS_FILE": str(out / "requests.jsonl")}
+           "LOADTEST_ACK_FILE": str(out / "acknowledged.txt"), "LOADTEST_REQUESTS_FILE": str(out / "requests.jsonl"),
+           "LOADTEST_REGISTRATIONS_FILE": str(out / "registrations.jsonl")}
     command = [sys.executable, "-m", "loadtests.run", "--users", str(users), "--spawn-rate", str(spawn_rate),
                "--duration", "2h", "--p95-ms", "0", "--host", s.public_url, "--out", str(out / "locust")]
     log = open(out / "load.log", "w")  # noqa: SIM115 - the load runs in the background; closed in _stop_load
@@ -123,6 +132,35 @@ def _integrity(s: Settings, db, since: datetime) -> dict:
     return {"records_without_photo": without_photo, "orphan_photos": len(new_photos - referenced)}
 
 
+def registration_outcomes(db, lines: list[dict], since: datetime) -> dict:
+    """What the careful clients' registrations came to, from their log and the database.
+
+    failed: ended without an id; first_try_failed: the first attempt was not a 201 (what a
+    client without retries would have seen); duplicates: records beyond the first with the same
+    request (each registration's photo is unique, so its request hash is); ghosts: records that
+    no client heard of (stored, never acknowledged; a registration the run cut short mid-retry is
+    not the service's ghost and is left out).
+    """
+    ended = [line for line in lines if line["ended"]]
+    acknowledged = {line["id"] for line in lines if line["id"]}
+    cut_short = {records.registration_id(line["key"]) for line in lines if not line["ended"]}
+    groups: dict[str, set[str]] = {}
+    for doc in db[records.REGISTRATIONS].find({"created_at": {"$gte": since}}, {"request_hash": 1}):
+        if doc.get("request_hash"):
+            groups.setdefault(doc["request_hash"], set()).add(doc["_id"])
+    duplicates = sum(len(ids) - 1 for ids in groups.values())
+    ghosts = sum(1 for ids in groups.values() if not ids & acknowledged and not ids & cut_short)
+    return {
+        "registrations": len(ended),
+        "failed": sum(1 for line in ended if not line["id"]),
+        "first_try_failed": sum(1 for line in ended if line["statuses"][:1] != [201]),
+        "retried": sum(1 for line in ended if len(line["statuses"]) > 1),
+        "duplicates": duplicates,
+        "ghosts": ghosts,
+        "worst_total_ms": max((line["ms"] for line in ended), default=None),
+    }
+
+
 def _stored(db, ids: list[str]) -> int:
     stored = 0
     for start in range(0, len(ids), 1000):
@@ -150,48 +188,72 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.monotonic()
     load_process = _start_load(s, out, args.users, args.spawn_rate)
+    alert_s = resolved_s = None
     try:
         say(f"load: {args.users} users; warming up {args.warmup:.0f}s")
         time.sleep(args.warmup)
         if load_process.poll() is not None:
             raise RuntimeError(f"the load stopped early; see {out / 'load.log'}")
         stopped_at = time.time()
-        supervisor.stop(s, victim)
-        say(f"stopped {args.victim}; waiting for the {alert} email")
-        alert_s = mail.wait("FIRING", alert, args.victim, timeout=max(args.outage, FIRING_LIMIT_S * 1.5))
-        say(f"firing email after {alert_s:.1f}s" if alert_s is not None else "no firing email")
-        remaining = args.outage - (time.time() - stopped_at)
-        if remaining > 0:
-            time.sleep(remaining)
-        restarted_at = time.time()
-        supervisor.start(s, victim)
-        say(f"restarted {args.victim}; waiting for the resolved email")
-        resolved_s = mail.wait("RESOLVED", alert, args.victim, timeout=RESOLVED_LIMIT_S * 1.5)
-        say(f"resolved email after {resolved_s:.1f}s" if resolved_s is not None else "no resolved email")
+        if args.freeze:
+            supervisor.freeze(s, victim, True)
+            say(f"froze {args.victim} (SIGSTOP) for {args.freeze:.0f}s")
+            time.sleep(args.freeze)
+            restarted_at = time.time()
+            supervisor.freeze(s, victim, False)
+            say(f"thawed {args.victim} (SIGCONT)")
+        else:
+            if args.kill:
+                supervisor.kill(s, victim)
+                say(f"killed {args.victim} (SIGKILL to its process group); waiting for the {alert} email")
+            else:
+                supervisor.stop(s, victim)
+                say(f"stopped {args.victim}; waiting for the {alert} email")
+            alert_s = mail.wait("FIRING", alert, args.victim, timeout=max(args.outage, FIRING_LIMIT_S * 1.5))
+            say(f"firing email after {alert_s:.1f}s" if alert_s is not None else "no firing email")
+            remaining = args.outage - (time.time() - stopped_at)
+            if remaining > 0:
+                time.sleep(remaining)
+            restarted_at = time.time()
+            supervisor.start(s, victim)
+            say(f"restarted {args.victim}; waiting for the resolved email")
+            resolved_s = mail.wait("RESOLVED", alert, args.victim, timeout=RESOLVED_LIMIT_S * 1.5)
+            say(f"resolved email after {resolved_s:.1f}s" if resolved_s is not None else "no resolved email")
         time.sleep(args.settle)
         ended_at = time.time()
     finally:
         _stop_load(load_process)
+        if args.freeze:
+            supervisor.freeze(s, victim, False)
         if not supervisor.running_pid(s, victim):
             supervisor.start(s, victim)
     say("load stopped")
 
     rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines() if line.strip()]
-    failed = [row for row in rows if not row["ok"] and not documented(row)]
-    refused = [row for row in rows if not row["ok"] and documented(row)]
+    # registrations are judged as a careful client ends them (below), not attempt by attempt
+    attempts = [row for row in rows if row["name"].startswith(REGISTRATION) and "[bad:" not in row["name"]]
+    others = [row for row in rows if row not in attempts]
+    failed = [row for row in others if not row["ok"] and not documented(row)]
+    refused = [row for row in others if not row["ok"] and documented(row)]
     before = [row["ms"] for row in rows if row["t"] < stopped_at]
     during = [row["ms"] for row in rows if stopped_at <= row["t"] < restarted_at]
-    after = [row for row in rows if restarted_at + 10 <= row["t"] <= ended_at]
+    after = [row for row in others if restarted_at + 10 <= row["t"] <= ended_at]
     acknowledged = sorted(set((out / "acknowledged.txt").read_text().split())) if (
         out / "acknowledged.txt").exists() else []
+    registrations_log = out / "registrations.jsonl"
+    lines = [json.loads(line) for line in registrations_log.read_text().splitlines() if line.strip()] if (
+        registrations_log.exists()) else []
     stored = _stored(db, acknowledged)
     result = {
         "victim": args.victim,
+        "fault": f"freeze {args.freeze:g}s" if args.freeze else "kill" if args.kill else "stop",
+        **registration_outcomes(db, lines, began),
         "failed_requests": len(failed),
         "requests": len(rows),
         "acknowledged": len(acknowledged),
         "stored": stored,
         "lost": len(acknowledged) - stored,
+        "worst_ms": max((row["ms"] for row in attempts), default=None),
         "alert_email_s": None if alert_s is None else round(alert_s, 1),
         "resolved_email_s": None if resolved_s is None else round(resolved_s, 1),
         "p95_ms_before": p95(before),
@@ -206,12 +268,16 @@ def run(args: argparse.Namespace) -> int:
     problems = []
     if result["lost"]:
         problems.append(f"{result['lost']} acknowledged registrations are not stored")
+    for what in ("failed", "duplicates", "ghosts"):
+        if result[what]:
+            problems.append(f"{result[what]} registrations {what.rstrip('s')}"
+                            if what == "failed" else f"{result[what]} {what} stored")
     if failed:
         kinds = sorted({f"{row['name']} -> {row['status']} {row['code'] or ''}".strip() for row in failed})
         problems.append(f"{len(failed)} requests failed: {'; '.join(kinds[:5])}")
-    if alert_s is None or alert_s > FIRING_LIMIT_S:
+    if not args.freeze and (alert_s is None or alert_s > FIRING_LIMIT_S):
         problems.append(f"the firing email did not arrive within {FIRING_LIMIT_S}s")
-    if resolved_s is None or resolved_s > RESOLVED_LIMIT_S:
+    if not args.freeze and (resolved_s is None or resolved_s > RESOLVED_LIMIT_S):
         problems.append(f"the resolved email did not arrive within {RESOLVED_LIMIT_S}s")
     if result["records_without_photo"] or result["orphan_photos"]:
         problems.append("half-stored registrations (records without photo or photos without record)")
@@ -228,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./init.sh drill", description=__doc__.split("\n\n")[0])
     parser.add_argument("--victim", default="instance-2", choices=sorted(VICTIMS),
                         help="the part to stop (default: %(default)s)")
+    fault = parser.add_mutually_exclusive_group()
+    fault.add_argument("--kill", action="store_true",
+                       help="SIGKILL the victim's process group (a machine that dies) instead of stopping it")
+    fault.add_argument("--freeze", type=float, metavar="SECONDS",
+                       help="SIGSTOP the victim's process group for SECONDS, then SIGCONT (a machine that hangs)")
     parser.add_argument("--users", type=int, default=30, help="locust users (default: %(default)s)")
     parser.add_argument("--spawn-rate", type=float, default=10,
                         help="users started per second (default: %(default)s)")

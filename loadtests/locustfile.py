@@ -5,8 +5,10 @@ User kinds (class weights set the mix of simulated users):
 * ``Visitor`` (weight 6): looks at the chart (JSON and PNG) and the page.
 * ``Registrant`` (weight 3): registers with a real JPEG photo (400x300, 1024x768 or
   2000x1500), a realistic name and a city from a skewed distribution typed in several
-  spellings; now and then sends a bad request (missing photo, text named .jpg, empty
-  name) that counts as a success only when it gets the contract's 4xx JSON error.
+  spellings, as a careful client: with an Idempotency-Key, sent again with the same key
+  after no answer, 502, 503 or 504 (backoff with jitter, a 60 s budget); now and then
+  sends a bad request (missing photo, text named .jpg, empty name) that counts as a
+  success only when it gets the contract's 4xx JSON error.
 * ``Admin`` (weight 1): downloads the whole XLSX report and per-city reports.
 
 Environment: ``ADMIN_PASSWORD`` (else read from the repository's ``.env``);
@@ -14,6 +16,8 @@ Environment: ``ADMIN_PASSWORD`` (else read from the repository's ``.env``);
 file, one per line, so a failover drill can check that all of them were stored.
 ``LOADTEST_REQUESTS_FILE``: append one JSON line per request (start time, latency, status,
 error code), for the drill's before/during latency and failure accounting.
+``LOADTEST_REGISTRATIONS_FILE``: append one JSON line per registration with all its
+attempts (key, statuses, final id), for the drill's failed/duplicate/ghost accounting.
 
 Run it through ``python -m loadtests.run`` (see README.md), or directly with
 ``locust -f loadtests/locustfile.py --host http://127.0.0.1:8080``.
@@ -25,6 +29,8 @@ import json
 import os
 import random
 import sys
+import time
+import uuid
 from pathlib import Path
 
 from locust import HttpUser, between, events, tag, task
@@ -52,6 +58,22 @@ def record_ack(registration_id: str) -> None:
         _ack_file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     _ack_file.write(f"{registration_id}\n")
     _ack_file.flush()
+
+
+_registrations_file = None
+
+
+def record_registration(line: dict) -> None:
+    """One JSON line per registration (all its attempts) in $LOADTEST_REGISTRATIONS_FILE: its
+    key, the status of every attempt, the id it ended with; for the drill's accounting."""
+    global _registrations_file
+    path = os.environ.get("LOADTEST_REGISTRATIONS_FILE")
+    if not path:
+        return
+    if _registrations_file is None:
+        _registrations_file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    _registrations_file.write(json.dumps(line) + "\n")
+    _registrations_file.flush()
 
 
 _requests_file = None
@@ -150,24 +172,46 @@ class Registrant(HttpUser):
 
     @task(9)
     def register(self):
+        """One registration, as a careful client makes it: one Idempotency-Key, sent again
+        with the same key while the answer says "try again", within a time budget."""
         size, photo = workload.random_photo()
+        key = uuid.uuid4().hex
         data = {"name": workload.random_name(), "city": workload.random_city()}
-        files = {"photo": ("photo.jpg", photo, "image/jpeg")}
+        files = {"photo": ("photo.jpg", workload.tagged_photo(photo, key), "image/jpeg")}
+        started, statuses, registration_id, ended = time.time(), [], None, False
+        try:
+            while True:
+                status, retry_after, registration_id = self._attempt(data, files, key, size)
+                statuses.append(status)
+                if (registration_id or status not in workload.RETRYABLE_STATUSES
+                        or time.time() - started > workload.RETRY_BUDGET_S):
+                    break
+                time.sleep(workload.retry_delay(len(statuses) - 1, retry_after))
+            ended = True
+        finally:  # also when the run stops it mid-retry: the drill must know that key was in flight
+            record_registration({"t": round(started, 3), "key": key, "id": registration_id, "statuses": statuses,
+                                 "ms": round((time.time() - started) * 1000, 1), "ended": ended})
+
+    def _attempt(self, data, files, key, size) -> tuple[int, str | None, str | None]:
+        """One POST: (status, Retry-After, the id when acknowledged)."""
         with self.client.post(
             "/api/registrations",
             data=data,
             files=files,
+            headers={"Idempotency-Key": key},
             name=f"/api/registrations [{size}]",
             catch_response=True,
         ) as resp:
             body = _json(resp)
             if resp.status_code != 201:
                 resp.failure(_unexpected(resp))
-            elif not isinstance(body, dict) or any(k not in body for k in REGISTRATION_FIELDS):
+                return resp.status_code or 0, resp.headers.get("Retry-After"), None
+            if not isinstance(body, dict) or any(k not in body for k in REGISTRATION_FIELDS):
                 resp.failure(f"201 without the registration fields: {resp.text[:200]}")
-            else:
-                record_ack(str(body["id"]))
-                resp.success()
+                return 201, None, None
+            record_ack(str(body["id"]))
+            resp.success()
+            return 201, None, str(body["id"])
 
     @tag("bad")
     @task(1)

@@ -227,6 +227,32 @@ def random_photo(rng: random.Random = random) -> tuple[str, bytes]:  # type: ign
     return f"{width}x{height}", make_jpeg(width, height)
 
 
+def tagged_photo(jpeg: bytes, tag: str) -> bytes:
+    """The same picture with a JPEG comment holding `tag`: each registration's upload is then
+    unique, so a drill can tell one person stored twice from two people (the service re-encodes
+    photos, which drops the comment)."""
+    comment = tag.encode()
+    return jpeg[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + jpeg[2:]
+
+
+# --- careful clients ----------------------------------------------------------------
+# A careful client sends each registration with an Idempotency-Key and, on an answer that says
+# "try again" (no answer at all, 502, 503, 504), sends it again with the same key: the service
+# stores it once however many attempts reach it.
+RETRYABLE_STATUSES = frozenset({0, 502, 503, 504})
+RETRY_BUDGET_S = 60.0  # longer than any outage a drill stages
+RETRY_DELAY_MAX_S = 5.0
+
+
+def retry_delay(attempt: int, retry_after: str | None = None, rng: random.Random = random) -> float:  # type: ignore[assignment]
+    """Seconds to wait before attempt `attempt + 1`: exponential backoff from 0.5 s with full
+    jitter (so clients that failed together do not retry together), or the server's Retry-After
+    (seconds), both capped."""
+    if retry_after and retry_after.strip().isdigit():
+        return min(float(retry_after), RETRY_DELAY_MAX_S)
+    return rng.uniform(0, min(0.5 * 2**attempt, RETRY_DELAY_MAX_S))
+
+
 # --- bad requests -------------------------------------------------------------------
 # kind -> the form field the service must blame. Each builds (data, files) for requests.
 BAD_REQUEST_KINDS = {

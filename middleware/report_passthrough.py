@@ -32,6 +32,7 @@ PASSED_BACK = (
     "Content-Length",
     "Cache-Control",
     "WWW-Authenticate",
+    "Retry-After",
     "X-Served-By",
 )
 # connect fast (nginx is local to the cluster). The first byte of a big report can take

@@ -82,6 +82,17 @@ def freeze_part(args) -> int:
     return 0
 
 
+def reload_part(args) -> int:
+    s = load()
+    try:
+        supervisor.reload(s, _find(all_parts(s), args.part))
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(f"{args.part} asked to reload its configuration (SIGHUP)")
+    return 0
+
+
 def logs(args) -> int:
     s = load()
     names = [args.part] if args.part else [p.name for p in all_parts(s)]
@@ -149,7 +160,8 @@ def main() -> int:
     sub.add_parser("status", help="each part: up/down, pid, port").set_defaults(func=status)
     for name, func, text in (("start", start_part, "start one part"), ("stop", stop_part, "stop one part"),
                              ("freeze", freeze_part, "SIGSTOP one part (a hung machine)"),
-                             ("thaw", freeze_part, "SIGCONT a frozen part")):
+                             ("thaw", freeze_part, "SIGCONT a frozen part"),
+                             ("reload", reload_part, "SIGHUP one part: prometheus, alertmanager re-read their files")):
         command = sub.add_parser(name, help=text)
         command.add_argument("part")
         command.set_defaults(func=func)

@@ -70,7 +70,7 @@ def observability(s: Settings) -> list[Part]:
                             f"--storage.tsdb.path={s.data_dir / 'prometheus'}",
                             "--storage.tsdb.retention.time=15d",
                             f"--web.listen-address={listen('PROMETHEUS_PORT')}",
-                            f"--web.external-url=http://{listen('PROMETHEUS_PORT')}", "--web.enable-lifecycle"],
+                            f"--web.external-url=http://{listen('PROMETHEUS_PORT')}"],
              f"http://{listen('PROMETHEUS_PORT')}/-/ready", p["PROMETHEUS_PORT"], prepare=prepare_prometheus),
         Part("alertmanager", [_bin("prometheus-alertmanager"),
                               f"--config.file={alertmanager_dir / 'alertmanager.yml'}",

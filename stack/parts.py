@@ -142,6 +142,9 @@ def cluster(s: Settings) -> list[Part]:
             "CLOUDINARY_URL": s.get("CLOUDINARY_URL"),
             "MAX_PHOTO_BYTES": str(s.max_photo_bytes),
             "MAX_PHOTO_PIXELS": s.get("MAX_PHOTO_PIXELS", "40000000"),
+            "REDIS_URL": f"redis://127.0.0.1:{p['REDIS_PORT']}/0",
+            "ADMIN_AUTH_MAX_FAILURES": s.get("ADMIN_AUTH_MAX_FAILURES", "10"),
+            "ADMIN_AUTH_WINDOW_SECONDS": s.get("ADMIN_AUTH_WINDOW_SECONDS", "60"),
         }))
     parts.append(gunicorn(s, "middleware", "middleware:create_app()", p["MIDDLEWARE_PORT"], {
         **common,

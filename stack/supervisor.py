@@ -126,12 +126,41 @@ def stop(s: Settings, part: Part, grace: float = 25.0) -> bool:
     return True
 
 
+def kill(s: Settings, part: Part) -> bool:
+    """SIGKILL the part's process group: a machine that dies at once, nothing finished."""
+    pid = running_pid(s, part)
+    if not pid:
+        return False
+    started = _start_time(pid)
+    _signal_group(pid, signal.SIGKILL)
+    while _alive(pid, started):
+        time.sleep(0.05)
+    pid_file(s, part).unlink(missing_ok=True)
+    return True
+
+
 def freeze(s: Settings, part: Part, frozen: bool) -> None:
     """Simulate a machine that hangs rather than dies (SIGSTOP), and thaw it (SIGCONT)."""
     pid = running_pid(s, part)
     if not pid:
         raise RuntimeError(f"{part.name} is not running")
     _signal_group(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+
+
+# Parts whose whole process group takes SIGHUP as "read your files again"; to a gunicorn
+# group it would be fatal (its workers die of it), so nothing else is reloaded this way.
+RELOADABLE = ("prometheus", "alertmanager")
+
+
+def reload(s: Settings, part: Part) -> None:
+    """SIGHUP the part's process group: Prometheus and Alertmanager read their files again.
+    Their HTTP lifecycle endpoints stay off, so reloading takes this machine's user, not a request."""
+    if part.name not in RELOADABLE:
+        raise ValueError(f"{part.name} cannot be reloaded; only {', '.join(RELOADABLE)} (restart it instead)")
+    pid = running_pid(s, part)
+    if not pid:
+        raise RuntimeError(f"{part.name} is not running")
+    _signal_group(pid, signal.SIGHUP)
 
 
 def _signal_group(pid: int, sig: int) -> None:

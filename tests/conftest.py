@@ -1,6 +1,8 @@
 """Fixtures that hand tests the real stack `./init.sh test` started: its URLs, its database,
 its photo folder, and the power to stop and restart any part of it (always restored)."""
 
+import contextlib
+import json
 import os
 import signal
 import sys
@@ -52,6 +54,14 @@ class Stack:
     def freeze(self, name: str, frozen: bool = True) -> None:
         supervisor.freeze(self.settings, self.parts[name], frozen)
 
+    def kill(self, name: str) -> None:
+        supervisor.kill(self.settings, self.parts[name])
+
+    def nginx_log(self) -> list[dict]:
+        """The public nginx's access log, one dict per request."""
+        path = self.settings.log_dir / "nginx.log"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
     def photo_count(self) -> int:
         return sum(1 for path in self.photo_dir.rglob("*") if path.is_file())
 
@@ -73,10 +83,13 @@ def stopped(stack):
     """stopped("redis") stops a part for this test and brings it back afterwards, whatever happens."""
     taken = []
 
-    def stop(name: str, wait: bool = True) -> None:
-        """wait=False: SIGTERM and return at once, while the part is still shutting down."""
+    def stop(name: str, wait: bool = True, kill: bool = False) -> None:
+        """wait=False: SIGTERM and return at once, while the part is still shutting down.
+        kill=True: SIGKILL, the way a machine dies."""
         taken.append(name)
-        if wait:
+        if kill:
+            stack.kill(name)
+        elif wait:
             stack.stop(name)
         else:
             os.killpg(supervisor.running_pid(stack.settings, stack.parts[name]), signal.SIGTERM)
@@ -86,6 +99,29 @@ def stopped(stack):
         stack.stop(name)  # waits for one still shutting down; nothing to do for one already gone
         stack.start(name)
     if any(name.startswith("instance-") for name in taken):
+        stack.wait_until_routed()
+
+
+@pytest.fixture
+def frozen(stack):
+    """frozen("mongodb") freezes a part (SIGSTOP, a machine that hangs); thawed after the test
+    whatever happens, or earlier by frozen.thaw(name)."""
+    held = []
+
+    def freeze(name: str) -> None:
+        held.append(name)
+        stack.freeze(name)
+
+    def thaw(name: str) -> None:
+        held.remove(name)
+        stack.freeze(name, frozen=False)
+
+    freeze.thaw = thaw
+    yield freeze
+    for name in reversed(held):
+        with contextlib.suppress(RuntimeError):  # killed meanwhile: nothing to thaw
+            stack.freeze(name, frozen=False)
+    if any(name.startswith("instance-") for name in held):
         stack.wait_until_routed()
 
 

@@ -2,11 +2,17 @@
 
 What a person sees: the form posts, the answer (or the server's error) appears on the page,
 the chart image loads and the totals table fills. Data is checked in MongoDB, by id and by a
-unique city, never by absolute counts (other tests register at the same time).
+unique city, never by absolute counts (other tests register at the same time). Every page must
+run under its Content-Security-Policy without one violation.
+
+The retry tests make the browser's own network fail (Playwright's page.route answers or drops
+a request before it leaves the browser); the retries that follow reach the real stack.
 """
 
 import base64
+import json
 import re
+import time
 import uuid
 
 import pytest
@@ -32,16 +38,31 @@ def browser():
         browser.close()
 
 
+# Chromium reports a blocked inline script or style on the console, and the page hears it as an event.
+REPORT_POLICY_VIOLATIONS = """document.addEventListener("securitypolicyviolation", (event) =>
+  console.error(`CSP violation: ${event.violatedDirective} blocked ${event.blockedURI}`));"""
+KEY_FORMAT = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
 @pytest.fixture
-def page(browser, stack) -> Page:
+def policy_violations() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def page(browser, stack, policy_violations) -> Page:
     context = browser.new_context(base_url=stack.url, viewport={"width": 1000, "height": 900})
     context.set_default_timeout(15_000)
+    context.add_init_script(REPORT_POLICY_VIOLATIONS)
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: policy_violations.append(message.text) if message.type == "error" and re.search(
+        "Content Security Policy|CSP violation|Permissions-Policy", message.text) else None)
     yield page
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not policy_violations, f"security policy violations on the page: {policy_violations}"
 
 
 def basic_auth(credentials: tuple[str, str]) -> str:
@@ -121,6 +142,8 @@ def test_a_double_click_on_register_registers_once(page, stack):
 
 def test_a_text_file_named_jpg_shows_the_server_error_in_the_page_and_stores_nothing(page, stack, tmp_path):
     city = unique_city()
+    posts = []
+    page.on("request", lambda r: posts.append(r) if r.method == "POST" and "/api/registrations" in r.url else None)
     page.goto("/")
     fill_form(page, "Browser Tester", city, b"this is not an image, only text\n" * 20, filename="id-card.jpg")
     response = submit(page)
@@ -135,5 +158,144 @@ def test_a_text_file_named_jpg_shows_the_server_error_in_the_page_and_stores_not
     expect(page.get_by_label("Full name", exact=True)).to_have_value("Browser Tester")
     expect(page.get_by_label("City", exact=True)).to_have_value(city)
     page.screenshot(path=tmp_path / "rejected.png", full_page=True)
+    assert len(posts) == 1  # a refused field would be refused again: not retried
     assert stack.db.registrations.count_documents({"city": city}) == 0
     assert stack.db.cities.count_documents({"city": city}) == 0
+
+
+# ---------------------------------------------------------------- security headers
+
+def test_the_page_sends_a_strict_content_security_policy_and_the_browser_enforces_it(page, policy_violations):
+    response = page.goto("/")
+    policy = response.headers["content-security-policy"]
+    directives = dict(d.strip().partition(" ")[::2] for d in policy.split(";"))
+    assert directives["default-src"] == "'none'"
+    for name in ("script-src", "style-src", "connect-src", "img-src", "form-action"):
+        assert directives[name] == "'self'", name
+    assert directives["frame-ancestors"] == "'none'"
+    assert "unsafe" not in policy
+    assert "camera=()" in response.headers["permissions-policy"]
+    assert "geolocation=()" in response.headers["permissions-policy"]
+    page.wait_for_function(CHART_LOADED)
+    assert not policy_violations  # the page itself needs nothing inline
+
+    # markup injected into the page can neither run a script nor restyle it
+    page.evaluate("""() => {
+      const script = document.createElement("script");
+      script.textContent = "window.injected = true";
+      document.body.append(script);
+      document.body.insertAdjacentHTML("beforeend", '<p id="styled" style="color: rgb(1, 2, 3)">x</p>');
+    }""")
+    assert page.evaluate("() => window.injected") is None
+    assert page.evaluate("() => getComputedStyle(document.getElementById('styled')).color") != "rgb(1, 2, 3)"
+    for _ in range(50):  # the reports arrive as events, a moment later
+        if any("script-src" in v for v in policy_violations) and any("style-src" in v for v in policy_violations):
+            break
+        page.wait_for_timeout(100)
+    assert any("script-src" in v for v in policy_violations) and any("style-src" in v for v in policy_violations)
+    policy_violations.clear()
+
+
+def test_every_other_answer_gets_the_strictest_policy_and_one_policy_only(page):
+    for path in ("/api/chart", "/api/registrations/none", "/nginx-health", "/static/app.js"):
+        response = page.request.get(path)
+        values = [h["value"] for h in response.headers_array if h["name"].lower() == "content-security-policy"]
+        assert len(values) == 1, (path, values)
+        assert values[0].startswith("default-src 'none'"), (path, values)
+        assert "camera=()" in response.headers["permissions-policy"], path
+    page_values = [h["value"] for h in page.request.get("/").headers_array
+                   if h["name"].lower() == "content-security-policy"]
+    assert len(page_values) == 1 and "script-src 'self'" in page_values[0]
+
+
+# ---------------------------------------------------------------- retries with one Idempotency-Key
+
+def route_posts(page: Page, answer) -> list[dict]:
+    """Route the form's POSTs: answer(route, n) handles the n-th (from 0) and returns True, or
+    False to let it go on to the real stack. Returns what was seen: each POST's key and time."""
+    seen = []
+
+    def handle(route):
+        seen.append({"key": route.request.headers.get("idempotency-key"), "at": time.monotonic()})
+        if not answer(route, len(seen) - 1):
+            route.continue_()
+
+    page.route("**/api/registrations", handle)
+    return seen
+
+
+UNAVAILABLE = {"error": {"code": "service_unavailable", "field": None,
+                         "message": "The service is unavailable right now; please try again shortly."}}
+
+
+def fail_with(status: int, headers: dict | None = None):
+    def answer(route, n):
+        route.fulfill(status=status, content_type="application/json", headers=headers or {},
+                      body=json.dumps(UNAVAILABLE))
+        return True
+    return answer
+
+
+def first_only(answer):
+    return lambda route, n: n == 0 and answer(route, n)
+
+
+def test_a_submission_answered_503_is_retried_with_the_same_key_and_stored_once(page, stack):
+    city = unique_city()
+    seen = route_posts(page, first_only(fail_with(503)))
+    page.goto("/")
+    fill_form(page, "Retry Tester", city, jpeg())
+    page.get_by_role("button", name="Register").click()
+    result = page.locator("#result")
+    expect(result).to_contain_text("Your registration number is")
+    expect(result).to_have_class("ok")
+
+    assert len(seen) == 2
+    assert seen[0]["key"] == seen[1]["key"] and KEY_FORMAT.match(seen[0]["key"])
+    assert 0.2 <= seen[1]["at"] - seen[0]["at"] <= 3  # about 0.5 s with jitter
+    assert stack.db.registrations.count_documents({"city": city}) == 1
+
+
+def test_a_submission_lost_on_the_network_is_retried_and_the_next_submission_gets_a_new_key(page, stack):
+    city = unique_city()
+    seen = route_posts(page, first_only(lambda route, n: route.abort("connectionreset") or True))
+    page.goto("/")
+    fill_form(page, "First Person", city, jpeg())
+    page.get_by_role("button", name="Register").click()
+    expect(page.locator("#result")).to_contain_text("First Person")
+    assert len(seen) == 2 and seen[0]["key"] == seen[1]["key"]
+
+    fill_form(page, "Second Person", city, jpeg())
+    page.get_by_role("button", name="Register").click()
+    expect(page.locator("#result")).to_contain_text("Second Person")
+    assert len(seen) == 3 and seen[2]["key"] != seen[0]["key"] and KEY_FORMAT.match(seen[2]["key"])
+    assert stack.db.registrations.count_documents({"city": city}) == 2
+
+
+def test_a_retry_waits_as_long_as_retry_after_asks(page, stack):
+    city = unique_city()
+    seen = route_posts(page, first_only(fail_with(503, {"Retry-After": "3"})))
+    page.goto("/")
+    fill_form(page, "Patient Person", city, jpeg())
+    page.get_by_role("button", name="Register").click()
+    expect(page.locator("#result")).to_contain_text("Your registration number is")
+    assert len(seen) == 2 and 2.9 <= seen[1]["at"] - seen[0]["at"] <= 6
+    assert stack.db.registrations.count_documents({"city": city}) == 1
+
+
+def test_after_four_failed_tries_the_page_shows_the_servers_error(page, stack):
+    city = unique_city()
+    seen = route_posts(page, fail_with(502))
+    page.goto("/")
+    fill_form(page, "Unlucky Person", city, jpeg())
+    page.get_by_role("button", name="Register").click()
+    result = page.locator("#result")
+    expect(result).to_contain_text("retrying…")
+    expect(result).to_have_class("pending")
+    expect(result).to_have_text(UNAVAILABLE["error"]["message"])
+    expect(result).to_have_class("error")
+    assert len(seen) == 4 and len({s["key"] for s in seen}) == 1
+    assert 1.5 <= seen[-1]["at"] - seen[0]["at"] <= 8  # about 0.5 + 1 + 2 s, with jitter
+    # what the person typed is kept for another try
+    expect(page.get_by_label("City", exact=True)).to_have_value(city)
+    assert stack.db.registrations.count_documents({"city": city}) == 0

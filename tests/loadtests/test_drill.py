@@ -3,11 +3,14 @@
 import json
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from loadtests.drill import VICTIMS, p95
+from common import records
+from loadtests.drill import VICTIMS, p95, registration_outcomes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,15 +33,60 @@ def test_only_the_photo_store_and_middleware_have_documented_refusals():
         assert not VICTIMS[victim][1](refused_registration) and not VICTIMS[victim][1](refused_chart)
 
 
-@pytest.mark.slow
-def test_replica_drill_loses_nothing_and_alerts_in_time(stack, tmp_path):
+def test_registration_outcomes_count_failures_duplicates_and_ghosts(stack):
+    """Against the real database: what the clients logged, held against what was stored."""
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    keys = {name: uuid.uuid4().hex for name in ("ok", "twice", "failed", "ghost", "cut")}
+    ids = {name: records.registration_id(key) for name, key in keys.items()}
+
+    def store(name, registration_id=None):
+        stack.db.registrations.insert_one(records.new_registration(
+            f"Drill {name}", "Quito", "00/none.jpg", registration_id=registration_id or ids[name],
+            request_hash=f"hash-{keys[name]}"))
+
+    store("ok")
+    store("twice")
+    store("twice", uuid.uuid4().hex)  # an unkeyed resend: the same request stored again
+    store("ghost")  # stored while its client was told it failed
+    store("cut")  # stored while the run stopped its client mid-retry
+    lines = [
+        {"key": keys["ok"], "id": ids["ok"], "statuses": [201], "ms": 40.0, "ended": True},
+        {"key": keys["twice"], "id": ids["twice"], "statuses": [504, 201], "ms": 4100.0, "ended": True},
+        {"key": keys["failed"], "id": None, "statuses": [503] * 9, "ms": 61000.0, "ended": True},
+        {"key": keys["ghost"], "id": None, "statuses": [400], "ms": 20.0, "ended": True},
+        {"key": keys["cut"], "id": None, "statuses": [503], "ms": 900.0, "ended": False},
+    ]
+    try:
+        outcome = registration_outcomes(stack.db, lines, since)
+    finally:
+        stack.db.registrations.delete_many({"name": {"$regex": "^Drill "}})
+
+    assert outcome == {"registrations": 4, "failed": 2, "first_try_failed": 3, "retried": 2, "duplicates": 1,
+                       "ghosts": 1, "worst_total_ms": 61000.0}
+
+
+def _drill(tmp_path, *args: str) -> dict:
     result = subprocess.run(
-        [sys.executable, "-m", "loadtests.drill", "--victim", "instance-1", "--users", "12", "--warmup", "10",
-         "--outage", "25", "--settle", "5", "--out", str(tmp_path)],
+        [sys.executable, "-m", "loadtests.drill", "--users", "12", "--warmup", "10", "--out", str(tmp_path), *args],
         cwd=ROOT, capture_output=True, text=True, timeout=400,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["failed"] == outcome["duplicates"] == outcome["ghosts"] == outcome["lost"] == 0
+    assert outcome["registrations"] > 0
+    return outcome
+
+
+@pytest.mark.slow
+def test_a_frozen_database_drill_stores_every_registration_once(stack, tmp_path):
+    outcome = _drill(tmp_path, "--victim", "mongodb", "--freeze", "8", "--settle", "15")
+    assert outcome["fault"] == "freeze 8s" and outcome["failed_requests"] == 0
+
+
+@pytest.mark.slow
+def test_replica_drill_loses_nothing_and_alerts_in_time(stack, tmp_path):
+    outcome = _drill(tmp_path, "--victim", "instance-1", "--kill", "--outage", "25", "--settle", "5")
+    assert outcome["fault"] == "kill"
     assert outcome["failed_requests"] == 0 and outcome["lost"] == 0
     assert outcome["acknowledged"] > 0 and outcome["stored"] == outcome["acknowledged"]
     assert outcome["alert_email_s"] <= 60 and outcome["resolved_email_s"] <= 90

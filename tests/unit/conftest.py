@@ -37,8 +37,8 @@ class FakePhotoStore:
         self.opened.append(chunks)
         return chunks, "image/jpeg"
 
-    def signed_url(self, key: str, public_base: str) -> str:
-        return f"{public_base}photos/{key}"
+    def signed_url(self, key: str, public_base: str, expires: int | None = None) -> str:
+        return f"{public_base}photos/{key}?expires={expires}"
 
     def ping(self) -> None:
         pass
@@ -114,13 +114,14 @@ def photo_store(instance_app) -> FakePhotoStore:
 
 @pytest.fixture
 def post_registration(instance_app):
-    """post_registration(photo=bytes | False, name=..., city=...) through the test client."""
+    """post_registration(photo=bytes | False, headers={...}, name=..., city=...) through the test client."""
 
-    def post(photo: bytes | bool | None = None, **fields):
+    def post(photo: bytes | bool | None = None, headers: dict | None = None, **fields):
         data = {"name": "Ana María Pérez", "city": "Quito", **fields}
         if photo is not False:
             data["photo"] = (io.BytesIO(photo or jpeg()), "id.jpg", "image/jpeg")
         with instance_app.test_client() as client:
-            return client.post("/api/registrations", content_type="multipart/form-data", data=data)
+            return client.post("/api/registrations", content_type="multipart/form-data", data=data,
+                               headers=headers or {})
 
     return post

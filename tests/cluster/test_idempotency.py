@@ -1,0 +1,149 @@
+"""Registrations with an Idempotency-Key: one record per key through retries, races, replicas
+that die or hang mid-request, and a database that freezes."""
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from forms import jpeg, register
+
+
+def _key() -> dict:
+    return {"Idempotency-Key": str(uuid.uuid4())}
+
+
+def _wait_for(check, timeout=30.0, every=0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(every)
+    return False
+
+
+def _stored(stack, name: str) -> int:
+    return stack.db.registrations.count_documents({"name": name})
+
+
+def test_a_retry_gets_the_first_answer_and_nothing_more_is_stored(http, stack):
+    name, key, photos = f"Retry {uuid.uuid4().hex}", _key(), stack.photo_count()
+    first = register(http, stack, name=name, headers=key)
+    again = register(http, stack, name=name, headers=key)
+
+    assert first.status_code == again.status_code == 201
+    assert again.content == first.content
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert _stored(stack, name) == 1 and stack.photo_count() == photos + 1
+
+
+def test_the_same_key_with_other_fields_is_a_422(http, stack):
+    name, key = f"Reused {uuid.uuid4().hex}", _key()
+    assert register(http, stack, name=name, headers=key).status_code == 201
+
+    other = register(http, stack, name=name, city="Cuenca", headers=key)
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert _stored(stack, name) == 1
+
+
+def test_concurrent_attempts_with_one_key_store_one_record_and_one_photo(stack):
+    name, key, photo, photos = f"Race {uuid.uuid4().hex}", _key(), jpeg(), stack.photo_count()
+
+    def attempt(_):
+        with requests.Session() as http:
+            return register(http, stack, name=name, photo=photo, headers=key)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(attempt, range(8)))
+
+    assert [a.status_code for a in answers] == [201] * 8
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert _stored(stack, name) == 1
+    assert stack.photo_count() == photos + 1  # the losers removed their photos before answering
+
+
+def _attempts(stack, request_ids: set[str]) -> list[list[str]]:
+    """The replicas nginx tried, in order, for each of these requests."""
+    return [line["upstream"].split(", ") for line in stack.nginx_log() if line["request_id"] in request_ids]
+
+
+def test_a_frozen_replica_costs_a_keyed_registration_nothing(stack, frozen):
+    frozen("instance-2")
+    frozen_at = f"127.0.0.1:{stack.settings.instance_port(2)}"
+    name, photo, request_ids = f"Frozen {uuid.uuid4().hex}", jpeg(), set()
+
+    def attempt(n):
+        request_id = f"frozen-{uuid.uuid4().hex}"
+        request_ids.add(request_id)
+        with requests.Session() as http:
+            return register(http, stack, name=f"{name} {n}", photo=photo,
+                            headers={**_key(), "X-Request-ID": request_id})
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(attempt, range(12)))
+
+    assert [a.status_code for a in answers] == [201] * 12
+    assert any(tried[0] == frozen_at and len(tried) > 1 for tried in _attempts(stack, request_ids)), \
+        "no registration met the frozen replica: the test proved nothing"
+    photos = stack.photo_count()
+    frozen.thaw("instance-2")  # it wakes up and finds its requests done by the others
+    time.sleep(3)
+    assert stack.db.registrations.count_documents({"name": {"$regex": f"^{name} "}}) == 12
+    assert stack.photo_count() == photos  # nothing stored by the late replica
+
+
+def test_a_replica_killed_mid_request_costs_a_keyed_registration_nothing(stack, frozen, stopped):
+    frozen("instance-2")  # requests pile up in it, then it dies with them
+    name, photo = f"Killed {uuid.uuid4().hex}", jpeg()
+
+    def attempt(n):
+        with requests.Session() as http:
+            return register(http, stack, name=f"{name} {n}", photo=photo, headers=_key())
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        pending = [pool.submit(attempt, n) for n in range(6)]
+        time.sleep(1)
+        stopped("instance-2", kill=True)
+        answers = [future.result() for future in pending]
+
+    assert [a.status_code for a in answers] == [201] * 6
+    assert stack.db.registrations.count_documents({"name": {"$regex": f"^{name} "}}) == 6
+
+
+def test_a_frozen_database_answers_503_soon_and_the_keyed_retry_stores_once(stack, frozen):
+    name, key, photo, photos = f"DbFrozen {uuid.uuid4().hex}", _key(), jpeg(), stack.photo_count()
+    frozen("mongodb")
+    with requests.Session() as http:
+        during = [register(http, stack, name=name, photo=photo, headers=key) for _ in range(2)]
+        health = http.get(f"http://127.0.0.1:{stack.settings.instance_port(1)}/health", timeout=5)
+    frozen.thaw("mongodb")
+
+    assert [a.status_code for a in during] == [503, 503]
+    assert all(a.json()["error"]["code"] == "database_unavailable" for a in during)
+    assert all("nothing was stored" not in a.json()["error"]["message"] for a in during)
+    assert health.status_code == 200
+
+    with requests.Session() as http:
+        assert _wait_for(lambda: register(http, stack, name=name, photo=photo, headers=key).status_code == 201)
+    assert _stored(stack, name) == 1
+    assert _wait_for(lambda: stack.photo_count() == photos + 1)  # kept photos of the 503s are settled
+
+
+def test_an_unkeyed_write_to_a_frozen_database_is_not_called_unstored(stack, frozen):
+    """The insert may sit in the frozen server's socket and land when it wakes: the client must
+    not be told that nothing was stored. One replica, so that it knows the city already and the
+    insert is the call that meets the frozen server."""
+    url = f"http://127.0.0.1:{stack.settings.instance_port(1)}/api/registrations"
+    form = {"name": f"Unkeyed {uuid.uuid4().hex}", "city": "Quito"}
+
+    def post():
+        return requests.post(url, data=form, files={"photo": ("id.jpg", jpeg(), "image/jpeg")}, timeout=30)
+
+    assert post().status_code == 201
+    frozen("mongodb")
+    answer = post()
+    frozen.thaw("mongodb")
+    assert answer.status_code == 503
+    assert "may have been stored" in answer.json()["error"]["message"]
