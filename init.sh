@@ -110,12 +110,23 @@ run_docker() {
   exec docker compose up -d --build "$@"
 }
 
+# ruff with the settings in pyproject.toml: ./init.sh test fails on a finding before it
+# starts a stack, as CI runs it.
+lint() {
+  log "lint: ruff check, ruff format --check"
+  if ! "$VENV/bin/ruff" check --quiet . || ! "$VENV/bin/ruff" format --check --quiet --output-format concise .; then
+    log "lint failed: fix the findings above (ruff check --fix <file>; ruff format <file>)"
+    return 1
+  fi
+}
+
 main() {
   case "${1:-up}" in
     --docker) run_docker "$@" ;;
   esac
   install_debian_packages
   install_python
+  [[ ${1:-} != test ]] || lint
   exec "$VENV/bin/python" -m stack "$@"
 }
 

@@ -50,16 +50,18 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
             LOG_RECORDS_DROPPED.inc()
 
 
-def loki_handler(url: str, service: str, instance: str, context: logging.Filter) -> logging.Handler:
+def loki_handler(url: str, service: str, instance: str, formatter: logging.Formatter,
+                 stamp: logging.Filter | None) -> logging.Handler:
     push_url = url.rstrip("/")
     if not push_url.endswith("/loki/api/v1/push"):
         push_url += "/loki/api/v1/push"
     target = _LokiHandler(push_url, tags={"service": service, "instance": instance})
     # the body is the same JSON line as stdout's, so LogQL's `| json` works on it
-    target.setFormatter(logging.getLogger().handlers[0].formatter)
+    target.setFormatter(formatter)
     records: queue.Queue = queue.Queue(maxsize=10_000)
     listener = logging.handlers.QueueListener(records, target, respect_handler_level=True)
     listener.start()
     handler = _DroppingQueueHandler(records)
-    handler.addFilter(context)
+    if stamp:
+        handler.addFilter(stamp)
     return handler

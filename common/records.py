@@ -15,6 +15,7 @@ from common.cities import city_key
 
 REGISTRATIONS = "registrations"
 CITIES = "cities"
+DATABASE = "vaccination"  # the default of MONGO_DB
 
 
 def connect(url: str) -> MongoClient:

@@ -14,7 +14,6 @@ import os
 import random
 from pathlib import Path
 
-from common.cities import city_key  # noqa: F401 - the service's own rule, used by the tests
 from stack.settings import ENV_FILE, read_env_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -22,10 +22,13 @@ class MaildirHandler:
             log.exception("could not store a message")
             return "451 Requested action aborted: local error in processing"
         headers = BytesHeaderParser(policy=default).parsebytes(content)
-        log.info("message received", extra={"fields": {
-            "subject": str(headers.get("subject", "")),
-            "recipients": list(envelope.rcpt_tos),
-            "sender": envelope.mail_from,
-            "file": path.name,
-        }})
+        log.info(
+            "message received",
+            extra={
+                "subject": str(headers.get("subject", "")),
+                "recipients": list(envelope.rcpt_tos),
+                "sender": envelope.mail_from,
+                "file": path.name,
+            },
+        )
         return "250 Message accepted for delivery"

@@ -10,7 +10,7 @@ import socket
 import sys
 from pathlib import Path
 
-from stack.parts import Part
+from stack.part import Part
 from stack.prometheus_targets import write_targets
 from stack.render import render
 from stack.settings import ROOT, Settings

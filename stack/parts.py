@@ -1,7 +1,8 @@
-"""Every part of the native stack: how to start it and how to tell it is up.
+"""The native stack's layout: every part, how it is started and how to tell it is up.
 
-A part is a foreground process (nothing daemonises itself) with a log file, a pid file and a
-health check, so each is started, watched and stopped the same way.
+The services' settings are passed on only where the operator set them (environment or .env);
+what is not set, each service reads from its own defaults (instance/config.py,
+middleware/config.py, common/gunicorn_conf.py).
 """
 
 import grp
@@ -9,24 +10,14 @@ import os
 import pwd
 import shutil
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from stack.observability import observability
+from stack.part import Part
 from stack.render import render
 from stack.settings import INSTANCES, ROOT, Settings
 
 VENV_BIN = Path(sys.executable).parent
-
-
-@dataclass
-class Part:
-    name: str
-    argv: list[str]
-    health: str  # "http://..." (expects 2xx) or "tcp://host:port"
-    port: int
-    env: dict[str, str] = field(default_factory=dict)
-    prepare: Callable[[], None] | None = None
 
 
 def _nginx_user() -> str:
@@ -71,7 +62,12 @@ def _mongodb(s: Settings) -> Part | None:
                 prepare=lambda: data.mkdir(parents=True, exist_ok=True))
 
 
-def gunicorn(s: Settings, name: str, app: str, port: int, env: dict[str, str]) -> Part:
+def operator_set(s: Settings, *names: str) -> dict[str, str | None]:
+    """The values the operator set; None (not passed) leaves the service's own default."""
+    return {name: s.get(name) or None for name in names}
+
+
+def gunicorn(s: Settings, name: str, app: str, port: int, env: dict[str, str | None]) -> Part:
     multiproc = s.run_dir / "metrics" / name
     # Its own temporary folder, private like all of var/ and emptied at every start: what a
     # killed worker left there (openpyxl's spool files hold report rows, so personal data) goes.
@@ -92,10 +88,7 @@ def gunicorn(s: Settings, name: str, app: str, port: int, env: dict[str, str]) -
             "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
             "SERVICE_NAME": "instance" if name.startswith("instance") else name,
             "MONGO_URL": s.mongo_url,
-            "LOG_LEVEL": s.get("LOG_LEVEL", "INFO"),
-            "LOKI_URL": s.get("LOKI_URL"),
-            "GUNICORN_WORKERS": s.get("GUNICORN_WORKERS", "2"),
-            "GUNICORN_THREADS": s.get("GUNICORN_THREADS", "4"),
+            **operator_set(s, "LOG_LEVEL", "LOKI_URL", "GUNICORN_WORKERS", "GUNICORN_THREADS"),
             "PYTHONPATH": str(ROOT),
             "TMPDIR": str(tmp),
             **env,
@@ -135,7 +128,7 @@ def cluster(s: Settings) -> list[Part]:
     parts.append(store)
 
     common = {
-        "MONGO_DB": s.get("MONGO_DB", "vaccination"),
+        **operator_set(s, "MONGO_DB"),
         "ADMIN_PASSWORD": s.secrets["ADMIN_PASSWORD"],
     }
     for n in range(1, INSTANCES + 1):
@@ -157,8 +150,8 @@ def cluster(s: Settings) -> list[Part]:
         **common,
         "INSTANCE_NAME": "middleware",
         "REDIS_URL": f"redis://127.0.0.1:{p['REDIS_PORT']}/0",
-        "INSTANCE_URLS": ",".join(f"http://127.0.0.1:{s.instance_port(n)}" for n in range(1, INSTANCES + 1)),
-        "CHART_CACHE_TTL_SECONDS": s.get("CHART_CACHE_TTL_SECONDS", "300"),
+        "INSTANCES_URL": f"http://127.0.0.1:{p['NGINX_STATUS_PORT']}",
+        **operator_set(s, "CHART_CACHE_TTL_SECONDS"),
     }))
 
     parts.append(public_nginx(s, "nginx", [s.instance_port(n) for n in range(1, INSTANCES + 1)],
@@ -185,6 +178,4 @@ def public_nginx(s: Settings, name: str, instance_ports: list[int], middleware_p
 
 
 def all_parts(s: Settings) -> list[Part]:
-    from stack.observability import observability  # it builds on Part, defined here
-
     return cluster(s) + observability(s)

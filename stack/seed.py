@@ -10,11 +10,11 @@ import random
 import secrets
 from datetime import UTC, datetime, timedelta
 
-import requests
 from PIL import Image
 
 from common import records
 from common.cities import city_key
+from instance.photo_store import WebDavStore, new_key
 from stack.settings import Settings
 
 CITIES = ["Quito", "Guayaquil", "Cuenca", "Santo Domingo", "Machala", "Durán", "Manta", "Portoviejo",
@@ -28,17 +28,15 @@ def _placeholder_photo(s: Settings) -> str:
     image = Image.new("RGB", (400, 300), (210, 220, 235))
     out = io.BytesIO()
     image.save(out, "JPEG", quality=80)
-    token = secrets.token_hex(16)
-    key = f"{token[:2]}/{token}.jpg"
-    response = requests.put(f"http://127.0.0.1:{s.ports['PHOTO_STORE_PORT']}/{key}", data=out.getvalue(),
-                            headers={"X-Photo-Store-Token": s.secrets["PHOTO_STORE_TOKEN"],
-                                     "Content-Type": "image/jpeg"}, timeout=10)
-    response.raise_for_status()
+    store = WebDavStore(f"http://127.0.0.1:{s.ports['PHOTO_STORE_PORT']}", s.secrets["PHOTO_STORE_TOKEN"],
+                        s.secrets["PHOTO_LINK_SECRET"], link_ttl=0)  # seeding makes no links
+    key = new_key("jpg")
+    store.put(key, out.getvalue(), "image/jpeg")
     return key
 
 
 def run(s: Settings, count: int) -> None:
-    db = records.connect(s.mongo_url)[s.get("MONGO_DB", "vaccination")]
+    db = s.database()
     records.ensure_indexes(db)
     photo_key = _placeholder_photo(s)
     # Zipf-like: a few big cities hold most registrations, as in real life

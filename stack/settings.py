@@ -9,6 +9,10 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pymongo.database import Database
+
+from common import records
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = ROOT / ".env"
 
@@ -95,9 +99,18 @@ class Settings:
     def mongo_url(self) -> str:
         return self.get("MONGO_URL") or f"mongodb://127.0.0.1:{self.ports['MONGO_PORT']}"
 
+    def database(self) -> Database:
+        """The registrations database as the services open it (MONGO_URL, MONGO_DB); the caller
+        closes it with `.client.close()` when done."""
+        return records.connect(self.mongo_url)[self.get("MONGO_DB", records.DATABASE)]
+
     @property
     def max_photo_bytes(self) -> int:
-        return int(self.get("MAX_PHOTO_BYTES", str(5 * 2**20)))
+        """nginx's body limit and 413 message are derived from it. Not set by the operator, the
+        instance's own default applies (read while the variable is unset here too)."""
+        from instance import config  # the instance package is heavy; the ports need none of it
+
+        return int(self.get("MAX_PHOTO_BYTES") or config.from_env()["MAX_PHOTO_BYTES"])
 
 
 def load() -> Settings:

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from stack.parts import Part
+from stack.part import Part
 from stack.settings import ROOT, Settings
 
 
@@ -40,14 +40,6 @@ def _leads_group(pid: int) -> bool:
         return False
 
 
-def _runs_in(pid: int, *folders: Path) -> bool:
-    try:
-        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return False
-    return any(cwd.is_relative_to(folder) for folder in folders)
-
-
 def _write_pid(path: Path, pid: int) -> None:
     path.write_text(f"{pid} {_start_time(pid) or 0}\n")  # 0 never matches: it died already
 
@@ -56,21 +48,13 @@ def running_pid(s: Settings, part: Part) -> int | None:
     """The part's pid, only while that pid is still the process we started."""
     path = pid_file(s, part)
     try:
-        pid_text, _, started = path.read_text().strip().partition(" ")
-        pid = int(pid_text)
-        recorded = int(started) if started else None
+        pid_text, started = path.read_text().split()
+        pid, recorded = int(pid_text), int(started)
     except (FileNotFoundError, ValueError):
         return None
     actual = _start_time(pid)
     if actual is None or not _leads_group(pid):
         return None
-    if recorded is None:
-        # a pid file from before start times were kept: adopt the process only if it looks
-        # like one of ours (same user, its own group, working in the checkout), and record it
-        if not _runs_in(pid, ROOT, s.var):
-            return None
-        _write_pid(path, pid)
-        return pid
     return pid if actual == recorded else None
 
 

@@ -27,7 +27,7 @@ class Stack:
         self.parts = {part.name: part for part in all_parts(self.settings)}
         self.url = self.settings.public_url
         self.admin = ("admin", self.settings.secrets["ADMIN_PASSWORD"])
-        self.db = records.connect(self.settings.mongo_url)[self.settings.get("MONGO_DB", "vaccination")]
+        self.db = self.settings.database()
         self.photo_dir = self.settings.data_dir / "photos"
 
     def is_up(self, name: str) -> bool:

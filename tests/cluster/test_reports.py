@@ -1,6 +1,7 @@
 """The admin XLSX report: authentication, contents, totals, city rules, formula safety."""
 
 import io
+import json
 import unicodedata
 import uuid
 
@@ -102,3 +103,16 @@ def test_report_for_a_city_without_registrations_is_empty_not_an_error(http, sta
     workbook = _report(http, stack, city=f"Nowhere {uuid.uuid4().hex}")
     assert workbook.sheetnames == ["Summary"]
     assert _summary(workbook) == {}
+
+
+def test_reports_go_through_nginx_and_skip_stopped_replicas(http, stack, stopped):
+    stopped("instance-1")
+    stopped("instance-2")
+    for _ in range(3):  # whichever replica nginx picks first, the report comes from the one that is up
+        response = http.get(f"{stack.url}/api/reports/cities.xlsx", auth=stack.admin, timeout=120)
+        assert response.status_code == 200
+        assert response.headers["X-Served-By"] == "instance-3"
+    lines = [json.loads(line) for line in (stack.settings.log_dir / "nginx.log").read_text().splitlines()]
+    internal = [line for line in lines if line["path"] == "/api/reports/cities.xlsx"
+                and line["upstream"].endswith(f":{stack.settings.instance_port(3)}")]
+    assert internal, "the middleware's report requests did not pass nginx's upstream"

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from common.cities import city_key  # noqa: E402
 from loadtests import run, workload  # noqa: E402
 
 LOCUST = Path(sys.executable).with_name("locust")
@@ -73,22 +74,22 @@ def test_random_photo_label_matches_the_bytes():
 def test_city_distribution_is_skewed_and_uses_several_spellings():
     rng = random.Random(42)
     draws = [workload.random_city(rng) for _ in range(30_000)]
-    by_city = Counter(workload.city_key(c) for c in draws)
+    by_city = Counter(city_key(c) for c in draws)
     assert len(by_city) == len(workload.CITIES)
     (_, most), (_, least) = by_city.most_common()[0], by_city.most_common()[-1]
     assert most >= 10 * least, by_city.most_common()
     assert by_city.most_common(1)[0][0] == "quito"
-    quito_spellings = {c for c in draws if workload.city_key(c) == "quito"}
+    quito_spellings = {c for c in draws if city_key(c) == "quito"}
     assert {"Quito", " quito ", "QUITO"} <= quito_spellings
 
 
 def test_spellings_of_a_city_share_one_key_and_cities_differ():
     keys = []
     for variants in workload.CITIES:
-        assert len({workload.city_key(v) for v in variants}) == 1, variants
-        keys.append(workload.city_key(variants[0]))
+        assert len({city_key(v) for v in variants}) == 1, variants
+        keys.append(city_key(variants[0]))
     assert len(set(keys)) == len(keys)
-    assert workload.city_key("Dura\u0301n") == workload.city_key("DURÁN")  # NFD vs NFC
+    assert city_key("Dura\u0301n") == city_key("DURÁN")  # NFD vs NFC
 
 
 def test_names_are_realistic_and_sometimes_accented():

@@ -6,7 +6,6 @@ What needs the whole live stack (dashboard queries returning data, the replica-d
 lives with the live tests.
 """
 
-import email
 import json
 import re
 import shutil
@@ -18,7 +17,6 @@ import time
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ import requests
 import yaml
 from dashboards import dashboard_queries, load_dashboards, panels
 
+from mailsink.watch import MailWatch
 from stack.prometheus_targets import native_targets, write_targets
 from stack.render import MissingValues, render
 from stack.settings import DEFAULT_PORTS
@@ -405,12 +404,10 @@ def mailsink(port: int, maildir: Path, log: Path):
                    port, log)
 
 
-def wait_for_mail(maildir: Path, count: int, deadline_seconds: float = 60) -> list[email.message.EmailMessage]:
-    deadline = time.monotonic() + deadline_seconds
-    while len(files := sorted(maildir.glob("*.eml"))) < count:
-        assert time.monotonic() < deadline, f"{len(files)} of {count} messages arrived"
-        time.sleep(0.2)
-    return [email.message_from_bytes(path.read_bytes(), policy=default_policy) for path in files]
+def next_mail(watch: MailWatch) -> EmailMessage:
+    message = watch.wait(timeout=60)
+    assert message is not None, "no message arrived within 60 s"
+    return message
 
 
 def test_mailsink_stores_a_received_message_as_one_eml_file_and_logs_it(tmp_path):
@@ -418,10 +415,11 @@ def test_mailsink_stores_a_received_message_as_one_eml_file_and_logs_it(tmp_path
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = "a@example.org", "b@example.org", "[FIRING:1] Test"
     message.set_content("hello")
+    watch = MailWatch(maildir)
     with mailsink(port, maildir, log) as process, smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         client.send_message(message)
     assert process.returncode == 0  # SIGTERM is a clean stop
-    (stored,) = wait_for_mail(maildir, 1)
+    stored = next_mail(watch)
     assert stored["Subject"] == "[FIRING:1] Test" and stored.get_content().strip() == "hello"
     assert [path.suffix for path in maildir.iterdir() if path.is_file()] == [".eml"]
     assert not any((maildir / ".tmp").iterdir())  # the partial file was renamed, not copied
@@ -434,10 +432,11 @@ def test_mailsink_stores_a_received_message_as_one_eml_file_and_logs_it(tmp_path
 
 def test_mailsink_names_files_in_arrival_order(tmp_path):
     port, maildir = free_port(), tmp_path / "mail"
+    watch = MailWatch(maildir)
     with mailsink(port, maildir, tmp_path / "mailsink.log"), smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         for n in range(5):
             client.sendmail("a@example.org", ["b@example.org"], f"Subject: message {n}\r\n\r\nbody\r\n")
-    subjects = [message["Subject"] for message in wait_for_mail(maildir, 5)]
+    subjects = [next_mail(watch)["Subject"] for _ in range(5)]
     assert subjects == [f"message {n}" for n in range(5)]
 
 
@@ -464,11 +463,12 @@ def test_alert_email_says_firing_then_resolved_and_names_machine_and_runbook(tmp
                     f"--storage.path={tmp_path / 'alertmanager-data'}", f"--web.listen-address=127.0.0.1:{port}",
                     "--cluster.listen-address="]
     started = datetime.now(UTC) - timedelta(seconds=30)
+    watch = MailWatch(maildir)
     with mailsink(smtp_port, maildir, tmp_path / "mailsink.log"), running(alertmanager, port, tmp_path / "am.log"):
         post_alert(port, started)
-        (firing,) = wait_for_mail(maildir, 1)
+        firing = next_mail(watch)
         post_alert(port, started, ends_at=datetime.now(UTC))
-        _, resolved = wait_for_mail(maildir, 2)
+        resolved = next_mail(watch)
     runbook = f"{RUNBOOK_BASE_URL}/docs/runbooks/ReplicaDown.md"
     assert firing["Subject"] == "[FIRING:1] ReplicaDown on instance-2: Replica instance-2 is down"
     assert firing["To"] == "oncall@vaccination.local"

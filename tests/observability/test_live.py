@@ -1,14 +1,12 @@
 """Observability proven on the live stack: metrics after real traffic, every dashboard query,
 the replica-down email end to end, request ids in the logs, and the Loki push format."""
 
-import email
 import json
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from email.policy import default as email_policy
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from dashboards import dashboard_queries
 from prometheus_client.parser import text_string_to_metric_families
 
 from forms import register
+from mailsink.watch import MailWatch, alert_mail
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,46 +30,20 @@ def _prometheus(stack) -> str:
     return f"http://127.0.0.1:{stack.settings.ports['PROMETHEUS_PORT']}"
 
 
-def _mails(stack) -> dict[str, email.message.EmailMessage]:
-    folder = stack.settings.mail_dir
-    if not folder.exists():
-        return {}
-    return {path.name: email.message_from_bytes(path.read_bytes(), policy=email_policy)
-            for path in sorted(folder.glob("*.eml"))}
-
-
-def _wait_for_mail(stack, seen: set[str], predicate, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for name, message in _mails(stack).items():
-            if name not in seen and predicate(message):
-                return message
-        time.sleep(0.5)
-    return None
-
-
 @pytest.fixture(scope="module")
 def replica_outage(stack):
     """Stop instance-3 until its alert email arrives, restart it until the resolved one does."""
-    seen = set(_mails(stack))
+    mail = MailWatch(stack.settings.mail_dir)
     victim = "instance-3"
-
-    def about_victim(status):
-        def matches(message):
-            subject = message["Subject"]
-            return subject.startswith(f"[{status}") and "ReplicaDown" in subject and victim in subject
-
-        return matches
-
     stopped_at = time.monotonic()
     stack.stop(victim)
     try:
-        firing = _wait_for_mail(stack, seen, about_victim("FIRING"), FIRING_WITHIN_S)
+        firing = mail.wait(alert_mail("FIRING", "ReplicaDown", victim), FIRING_WITHIN_S)
         firing_s = time.monotonic() - stopped_at
     finally:
         stack.start(victim)
     started_at = time.monotonic()
-    resolved = _wait_for_mail(stack, seen, about_victim("RESOLVED"), RESOLVED_WITHIN_S) if firing else None
+    resolved = mail.wait(alert_mail("RESOLVED", "ReplicaDown", victim), RESOLVED_WITHIN_S) if firing else None
     return {"firing": firing, "firing_s": firing_s, "resolved": resolved,
             "resolved_s": time.monotonic() - started_at, "victim": victim}
 

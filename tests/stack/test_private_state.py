@@ -1,9 +1,11 @@
 """The state folder holds secrets (rendered configs, the env file, logs): only its owner reads it."""
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import uuid
 
 from stack import parts
 from stack.settings import ROOT, load
@@ -23,13 +25,28 @@ def test_the_stack_command_creates_its_state_private(tmp_path):
     assert _mode(var / ".env") == 0o600
 
 
-def test_an_existing_state_folder_is_made_private(tmp_path, monkeypatch):
-    var = tmp_path / "var"
-    var.mkdir(mode=0o755)
+def _existing_folder(var, monkeypatch):
+    var.mkdir(parents=True)
+    var.chmod(0o755)  # whatever the umask of the run
     monkeypatch.setenv("VAR_DIR", str(var))
     monkeypatch.setenv("ENV_FILE", str(var / ".env"))
+
+
+def test_an_existing_state_folder_in_the_checkout_is_made_private(monkeypatch):
+    var = ROOT / "var" / f"private-state-test-{uuid.uuid4().hex}"
+    _existing_folder(var, monkeypatch)
+    try:
+        load()
+        assert _mode(var) == 0o700
+    finally:
+        shutil.rmtree(var)
+
+
+def test_an_existing_state_folder_elsewhere_is_the_operators_to_protect(tmp_path, monkeypatch):
+    var = tmp_path / "srv" / "var"
+    _existing_folder(var, monkeypatch)
     load()
-    assert _mode(var) == 0o700
+    assert _mode(var) == 0o755
 
 
 def test_nginx_workers_run_as_whoever_started_the_stack():

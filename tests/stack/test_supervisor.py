@@ -12,7 +12,7 @@ import time
 import pytest
 
 from stack import supervisor
-from stack.parts import Part
+from stack.part import Part
 from stack.settings import ROOT, Settings
 
 
@@ -37,11 +37,11 @@ def web_part() -> Part:
 
 @pytest.fixture
 def spawn():
-    """spawn(cwd=..., own_session=...) -> a sleeping process, killed after the test."""
+    """spawn(own_session=...) -> a sleeping process, killed after the test."""
     started = []
 
-    def run(cwd=ROOT, own_session=True) -> subprocess.Popen:
-        process = subprocess.Popen(["sleep", "60"], cwd=cwd, start_new_session=own_session)
+    def run(own_session=True) -> subprocess.Popen:
+        process = subprocess.Popen(["sleep", "60"], cwd=ROOT, start_new_session=own_session)
         started.append(process)
         return process
 
@@ -100,18 +100,8 @@ def test_a_dead_pid_is_gone(settings, web_part, spawn):
     assert supervisor.running_pid(settings, web_part) is None
 
 
-def test_an_old_pid_only_file_is_adopted_and_upgraded(settings, web_part, spawn):
-    process = spawn(cwd=ROOT)
-    path = supervisor.pid_file(settings, web_part)
-    path.write_text(str(process.pid))
-    assert supervisor.running_pid(settings, web_part) == process.pid
-    assert path.read_text().split() == [str(process.pid), str(supervisor._start_time(process.pid))]
-    assert supervisor.stop(settings, web_part, grace=5)
-    assert not _alive(process.pid)  # the supervisor reaped its (our) child
-
-
-def test_an_old_pid_only_file_naming_a_stranger_is_not_adopted(settings, web_part, spawn):
-    process = spawn(cwd="/")  # its own group, but not working in the checkout
+def test_a_pid_file_without_a_start_time_names_no_process_of_ours(settings, web_part, spawn):
+    process = spawn()  # its own group, working in the checkout: only the start time could vouch for it
     supervisor.pid_file(settings, web_part).write_text(str(process.pid))
     assert supervisor.running_pid(settings, web_part) is None
     assert supervisor.stop(settings, web_part) is False

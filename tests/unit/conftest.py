@@ -91,13 +91,13 @@ def instance_app(monkeypatch, fresh_process_state):
 
 @pytest.fixture
 def make_middleware_app(fresh_process_state):
-    """make_middleware_app(instance_urls) builds the middleware on nothing but those replicas."""
+    """make_middleware_app(instances_url) builds the middleware on nothing but that balancer."""
     apps = []
 
-    def make(instance_urls: list[str]):
+    def make(instances_url: str):
         app = middleware.create_app(test_config={
             "TESTING": True, "MONGO_URL": NOWHERE, "REDIS_URL": "redis://127.0.0.1:9/0",
-            "INSTANCE_URLS": instance_urls, "LOKI_URL": "",
+            "INSTANCES_URL": instances_url, "LOKI_URL": "",
         })
         apps.append(app)
         return app
