@@ -2,6 +2,8 @@
 
 import os
 
+from common import records
+
 
 def _decodes_per_process() -> int:
     """The CPUs this process may run on, shared by the service's gunicorn workers: more decodes
@@ -15,7 +17,7 @@ def from_env() -> dict:
     return {
         "INSTANCE_NAME": os.environ.get("INSTANCE_NAME", "instance-1"),
         "MONGO_URL": os.environ.get("MONGO_URL", "mongodb://127.0.0.1:27027"),
-        "MONGO_DB": os.environ.get("MONGO_DB", "vaccination"),
+        "MONGO_DB": os.environ.get("MONGO_DB", records.DATABASE),
         # all database calls of one registration together; past it: 503, never a hung worker
         "MONGO_TIMEOUT_MS": int(os.environ.get("MONGO_TIMEOUT_MS", 3000)),
         "PHOTO_STORE_URL": os.environ.get("PHOTO_STORE_URL", "http://127.0.0.1:8090"),

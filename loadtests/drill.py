@@ -16,7 +16,6 @@ was late (stop and kill only: a short freeze is meant to pass unnoticed).
 from __future__ import annotations
 
 import argparse
-import email
 import json
 import math
 import os
@@ -25,10 +24,10 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
-from email.policy import default as email_policy
 from pathlib import Path
 
 from common import records
+from mailsink.watch import MailWatch, alert_mail
 from stack import supervisor
 from stack.parts import all_parts
 from stack.settings import ROOT, Settings, load
@@ -65,31 +64,6 @@ def p95(values: list[float]) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-
-
-class MailWatch:
-    """New alert emails in the mail sink's folder since the watch began."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.seen = set(self._names())
-
-    def _names(self) -> list[str]:
-        return sorted(p.name for p in self.folder.glob("*.eml")) if self.folder.exists() else []
-
-    def wait(self, status: str, alert: str, victim: str, timeout: float) -> float | None:
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            for name in self._names():
-                if name in self.seen:
-                    continue
-                self.seen.add(name)
-                message = email.message_from_bytes((self.folder / name).read_bytes(), policy=email_policy)
-                subject = message["Subject"] or ""
-                if subject.startswith(f"[{status}") and alert in subject and victim in subject:
-                    return time.monotonic() - started
-            time.sleep(0.25)
-        return None
 
 
 def _start_load(s: Settings, out: Path, users: int, spawn_rate: float) -> subprocess.Popen:
@@ -179,9 +153,14 @@ def run(args: argparse.Namespace) -> int:
     victim = parts[args.victim]
     out = args.out or s.var / "drills" / datetime.now(UTC).strftime(f"%Y%m%dT%H%M%SZ-{args.victim}")
     out.mkdir(parents=True, exist_ok=True)
-    db = records.connect(s.mongo_url)[s.get("MONGO_DB", "vaccination")]
+    db = s.database()
     began = datetime.now(UTC)
     mail = MailWatch(s.mail_dir)
+
+    def wait_mail(status: str, timeout: float) -> float | None:
+        started = time.monotonic()
+        found = mail.wait(alert_mail(status, alert, args.victim), timeout=timeout)
+        return None if found is None else time.monotonic() - started
 
     def say(text: str) -> None:
         print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
@@ -209,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 supervisor.stop(s, victim)
                 say(f"stopped {args.victim}; waiting for the {alert} email")
-            alert_s = mail.wait("FIRING", alert, args.victim, timeout=max(args.outage, FIRING_LIMIT_S * 1.5))
+            alert_s = wait_mail("FIRING", timeout=max(args.outage, FIRING_LIMIT_S * 1.5))
             say(f"firing email after {alert_s:.1f}s" if alert_s is not None else "no firing email")
             remaining = args.outage - (time.time() - stopped_at)
             if remaining > 0:
@@ -217,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
             restarted_at = time.time()
             supervisor.start(s, victim)
             say(f"restarted {args.victim}; waiting for the resolved email")
-            resolved_s = mail.wait("RESOLVED", alert, args.victim, timeout=RESOLVED_LIMIT_S * 1.5)
+            resolved_s = wait_mail("RESOLVED", timeout=RESOLVED_LIMIT_S * 1.5)
             say(f"resolved email after {resolved_s:.1f}s" if resolved_s is not None else "no resolved email")
         time.sleep(args.settle)
         ended_at = time.time()

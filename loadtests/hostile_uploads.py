@@ -259,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     if down:
         print(f"the stack is not fully up ({', '.join(down)}); start it with ./init.sh", file=sys.stderr)
         return 2
-    db = records.connect(s.mongo_url)[s.get("MONGO_DB", "vaccination")]
+    db = s.database()
     marker = uuid.uuid4().hex[:12]
     began = datetime.now(UTC)
     files = heavy_files() if args.heavy else crafted_files()

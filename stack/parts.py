@@ -138,13 +138,12 @@ def cluster(s: Settings) -> list[Part]:
             "PHOTO_STORE_URL": f"http://127.0.0.1:{p['PHOTO_STORE_PORT']}",
             "PHOTO_STORE_TOKEN": s.secrets["PHOTO_STORE_TOKEN"],
             "PHOTO_LINK_SECRET": s.secrets["PHOTO_LINK_SECRET"],
-            "PHOTO_LINK_TTL_SECONDS": s.get("PHOTO_LINK_TTL_SECONDS", "3600"),
             "CLOUDINARY_URL": s.get("CLOUDINARY_URL"),
             "MAX_PHOTO_BYTES": str(s.max_photo_bytes),
-            "MAX_PHOTO_PIXELS": s.get("MAX_PHOTO_PIXELS", "40000000"),
             "REDIS_URL": f"redis://127.0.0.1:{p['REDIS_PORT']}/0",
-            "ADMIN_AUTH_MAX_FAILURES": s.get("ADMIN_AUTH_MAX_FAILURES", "10"),
-            "ADMIN_AUTH_WINDOW_SECONDS": s.get("ADMIN_AUTH_WINDOW_SECONDS", "60"),
+            **operator_set(s, "PHOTO_LINK_TTL_SECONDS", "MAX_PHOTO_PIXELS", "MONGO_TIMEOUT_MS", "PHOTO_MAX_SIDE",
+                           "PHOTO_DECODE_MAX_PIXELS", "PHOTO_MAX_SCANS", "PHOTO_DECODES", "PHOTO_DECODE_WAIT_SECONDS",
+                           "PHOTO_DECODE_SECONDS", "ADMIN_AUTH_MAX_FAILURES", "ADMIN_AUTH_WINDOW_SECONDS"),
         }))
     parts.append(gunicorn(s, "middleware", "middleware:create_app()", p["MIDDLEWARE_PORT"], {
         **common,
