@@ -2,7 +2,12 @@
 
 from collections.abc import Callable
 
+import pymongo
 from flask import Response, jsonify
+
+# A frozen database must make /ready answer "not ready" soon, not after the 60 s socket
+# timeout: pymongo honours this deadline; the photo store (2 s) and Redis (0.5 s) have their own.
+PROBE_SECONDS = 2.0
 
 
 def _reason(error: Exception) -> str:
@@ -16,7 +21,8 @@ def readiness(instance: str, probes: dict[str, Callable[[], object]]) -> Respons
     checks = {}
     for name, probe in probes.items():
         try:
-            probe()
+            with pymongo.timeout(PROBE_SECONDS):
+                probe()
             checks[name] = "ok"
         except Exception as error:
             checks[name] = f"unreachable: {_reason(error)}"

@@ -118,12 +118,14 @@ def test_a_frozen_database_answers_503_soon_and_the_keyed_retry_stores_once(stac
     with requests.Session() as http:
         during = [register(http, stack, name=name, photo=photo, headers=key) for _ in range(2)]
         health = http.get(f"http://127.0.0.1:{stack.settings.instance_port(1)}/health", timeout=5)
+        ready = http.get(f"http://127.0.0.1:{stack.settings.instance_port(1)}/ready", timeout=15)
     frozen.thaw("mongodb")
 
     assert [a.status_code for a in during] == [503, 503]
     assert all(a.json()["error"]["code"] == "database_unavailable" for a in during)
     assert all("nothing was stored" not in a.json()["error"]["message"] for a in during)
     assert health.status_code == 200
+    assert ready.status_code == 503 and "database" in ready.json()["failed"]
 
     with requests.Session() as http:
         assert _wait_for(lambda: register(http, stack, name=name, photo=photo, headers=key).status_code == 201)
