@@ -118,7 +118,7 @@ def shadow_repo(root: Path, secrets: dict[str, str]) -> Path:
 
 def render_overlay(repo: Path, overlay: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [kubectl(), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(repo / "k8s" / "overlays" / overlay)],
+        [kubectl(), "kustomize", str(repo / "k8s" / "overlays" / overlay)],
         capture_output=True,
         text=True,
         timeout=120,
