@@ -16,6 +16,7 @@ from deploytools import (
     find,
     one,
     placeholders,
+    render_overlay,
     repo_file,
     shadow_repo,
 )
@@ -73,10 +74,9 @@ def test_every_object_validates_against_the_kubernetes_schemas(rendered, overlay
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_instance_deployment_probes_resources_replicas_and_spread(rendered, overlay):
     deployment = one(rendered[overlay], "Deployment", "instance")
-    assert deployment["spec"]["replicas"] == 3
     spec = _pod_spec(deployment)
     container = spec["containers"][0]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(container["resources"][kind]), f"no {kind}"
@@ -102,7 +102,8 @@ def test_pdb_and_hpa_select_the_instance_pods(rendered, overlay, kind):
     if kind == "PodDisruptionBudget":
         selector = obj["spec"]["selector"]["matchLabels"]
         assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
-        assert obj["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+        hpa = one(objects, "HorizontalPodAutoscaler", "instance")
+        assert obj["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
     else:
         target = obj["spec"]["scaleTargetRef"]
         assert (target["kind"], target["name"]) == ("Deployment", "instance")
@@ -143,9 +144,10 @@ def test_no_secret_carries_a_committed_value(rendered, k8s_repo, overlay):
         if key in DUMMY_SECRETS:
             assert value == DUMMY_SECRETS[key], f"{key} does not come from secrets.env"
         else:
-            # the example's non-secret defaults (connection strings without credentials) or empty
+            # the example's non-secret defaults or empty; a connection string names its password
+            # only as the placeholder the user replaces
             assert value == committed.get(key, ""), f"{key} holds a value that is not in the example"
-            assert "@" not in value, f"{key} carries credentials"
+            assert "@" not in value or ":<MONGO_APP_PASSWORD>@" in value, f"{key} carries credentials"
     assert set(DUMMY_SECRETS) <= set(values)
 
 
@@ -229,8 +231,9 @@ def test_mongodb_is_a_replica_set_written_with_majority(rendered, overlay):
     objects = rendered[overlay]
     statefulset = one(objects, "StatefulSet", "mongodb")
     assert "--replSet=rs0" in _pod_spec(statefulset)["containers"][0]["args"]
-    members = _pod_spec(one(objects, "Job", "mongodb-init-replica-set"))["containers"][0]["env"][0]
-    assert members["name"] == "MONGO_MEMBERS" and int(members["value"]) == statefulset["spec"]["replicas"]
+    bootstrap = next(c for c in _pod_spec(statefulset)["containers"] if c["name"] == "bootstrap")
+    members = {e["name"]: e.get("value") for e in bootstrap["env"]}["MONGO_MEMBERS"]
+    assert int(members) == statefulset["spec"]["replicas"]
     secret = find(objects, "Secret")[0]
     url = base64.b64decode(secret["data"]["MONGO_URL"]).decode()
     assert "replicaSet=rs0" in url and "w=majority" in url
@@ -243,11 +246,11 @@ def test_production_runs_three_mongodb_members_with_a_disruption_budget(rendered
     assert one(objects, "PodDisruptionBudget", "mongodb")["spec"]["maxUnavailable"] == 1
 
 
-def test_render_script_refuses_to_run_without_secrets_env(tmp_path):
+def test_apply_refuses_to_run_without_secrets_env(tmp_path):
     repo = shadow_repo(tmp_path, DUMMY_SECRETS)
     (repo / "k8s/overlays/local/secrets.env").unlink()
-    result = subprocess.run(["sh", str(repo / "k8s/render.sh"), "local"], capture_output=True, text=True)
-    assert result.returncode != 0 and "secrets.env.example" in result.stderr
+    result = render_overlay(repo, "local")
+    assert result.returncode != 0 and "secrets.env" in result.stderr
 
 
 def test_production_ingress_terminates_tls_in_front_of_our_nginx(rendered):
