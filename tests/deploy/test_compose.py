@@ -310,7 +310,8 @@ def test_nginx_starts_with_the_replicas_started_not_all_healthy(compose):
 def _upstream_servers(rendered: str) -> list[str]:
     servers = []
     for block in re.findall(r"upstream\s+\w+\s*\{(.*?)\}", rendered, re.S):
-        servers += [line.split(None, 1)[1].rstrip(";") for line in block.splitlines() if line.strip().startswith("server ")]
+        lines = [line.strip() for line in block.splitlines()]
+        servers += [line.split(None, 1)[1].rstrip(";") for line in lines if line.startswith("server ")]
     return servers
 
 

@@ -355,7 +355,9 @@ def test_mongodb_authenticates_members_and_clients(rendered, overlay):
     keyfile = next(v for v in spec["volumes"] if v["name"] == "keyfile-secret")["secret"]
     assert keyfile["secretName"].startswith("vaccination-secrets-") and keyfile["items"][0]["key"] == "MONGO_KEYFILE"
     bootstrap = next(c for c in spec["containers"] if c["name"] == "bootstrap")
-    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in bootstrap["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"] for e in bootstrap["env"] if "secretKeyRef" in e.get("valueFrom", {})
+    }
     for key in ("MONGO_ROOT_USERNAME", "MONGO_ROOT_PASSWORD", "MONGO_APP_USERNAME", "MONGO_APP_PASSWORD"):
         assert refs[key]["name"].startswith("vaccination-secrets-") and not refs[key].get("optional"), key
     script = configmap(objects, "mongodb-bootstrap")["data"]["bootstrap.js"]

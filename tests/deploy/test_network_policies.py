@@ -97,7 +97,9 @@ def reachability(objects: list[dict], outside_ports: set[int]) -> set[tuple[str,
             if source == destination == OUTSIDE:
                 continue
             ports = outside_ports if destination == OUTSIDE else set(pods[destination]["ports"])
-            flows |= {(source, destination, port) for port in ports if _allowed(policies, pods, source, destination, port)}
+            flows |= {
+                (source, destination, port) for port in ports if _allowed(policies, pods, source, destination, port)
+            }
     return flows
 
 
