@@ -29,7 +29,8 @@ ARG PORT=8000
 LABEL org.opencontainers.image.title="vaccination-${SERVICE}" \
       org.opencontainers.image.description="Vaccination ${SERVICE} service (Flask + gunicorn)"
 
-# SERVICE_NAME is also the Python package gunicorn loads (see CMD).
+# SERVICE_NAME is also the Python package gunicorn loads (see CMD). HOME: the user has none,
+# and gunicorn keeps its control socket there; /tmp is the writable tmpfs.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH \
@@ -39,7 +40,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     GUNICORN_WORKERS=2 \
     GUNICORN_THREADS=4 \
     PROMETHEUS_MULTIPROC_DIR=/run/metrics \
-    MPLCONFIGDIR=/tmp/matplotlib
+    MPLCONFIGDIR=/tmp/matplotlib \
+    HOME=/tmp
 
 # A fixed numeric uid so that Kubernetes' runAsNonRoot can check it.
 RUN groupadd --system --gid 10001 app \

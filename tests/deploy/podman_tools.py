@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[2]
 CONF = Path(__file__).resolve().parent / "podman" / "containers.conf"
 CACHE = REPO / "var" / "cache" / "podman"
@@ -97,14 +99,21 @@ def build(service: str) -> None:
     )
 
 
-def run(name: str, service: str, environment: dict[str, str]) -> None:
-    """Start a container as docker-compose.yml runs it: read-only root, tmpfs, the image's user.
+def compose_service(service: str) -> dict:
+    """The service as docker-compose.yml writes it (instance-1 stands for the replicas)."""
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    return services["instance-1" if service == "instance" else service]
 
-    Host networking: the containers talk to the native test stack on 127.0.0.1.
+
+def run(name: str, service: str, environment: dict[str, str]) -> None:
+    """Start a container as docker-compose.yml runs it: its read_only and tmpfs settings, the
+    image's user and HEALTHCHECK. Host networking: it talks to the test stack on 127.0.0.1.
     """
     podman("rm", "-f", name, check=False)
-    tmpfs = ["--tmpfs", "/tmp", "--tmpfs", "/run/metrics"]  # noqa: S108 (inside the container)
-    flags = ["--read-only", *tmpfs, "--network", "host"]
+    spec = compose_service(service)
+    flags = ["--read-only"] if spec.get("read_only") else []
+    flags += [arg for mount in spec.get("tmpfs", []) for arg in ("--tmpfs", mount)]
+    flags += ["--network", "host"]
     env_flags = [arg for key, value in environment.items() for arg in ("-e", f"{key}={value}")]
     podman("run", "-d", "--name", name, *flags, *env_flags, image(service), timeout=120)
 
