@@ -114,6 +114,8 @@ def run(name: str, service: str, environment: dict[str, str]) -> None:
     flags = ["--read-only"] if spec.get("read_only") else []
     flags += [arg for mount in spec.get("tmpfs", []) for arg in ("--tmpfs", mount)]
     flags += ["--network", "host"]
+    # where compose puts the metrics folder (on the /tmp tmpfs), whatever the image's default
+    environment = {"PROMETHEUS_MULTIPROC_DIR": spec["environment"]["PROMETHEUS_MULTIPROC_DIR"], **environment}
     env_flags = [arg for key, value in environment.items() for arg in ("-e", f"{key}={value}")]
     podman("run", "-d", "--name", name, *flags, *env_flags, image(service), timeout=120)
 

@@ -336,3 +336,16 @@ def test_nginx_resolves_the_upstream_names_while_it_runs(compose):
 
 def test_prometheus_lifecycle_api_is_off(compose):
     assert not any("enable-lifecycle" in arg for arg in compose["services"]["prometheus"]["command"])
+
+
+def test_the_metrics_folder_is_writable_for_the_images_user(compose):
+    # gunicorn empties and recreates PROMETHEUS_MULTIPROC_DIR at start, as uid 10001: it must
+    # lie inside a tmpfs writable for everyone (/tmp), not be a root-owned tmpfs of its own
+    for name, service in compose["services"].items():
+        if "build" not in service:
+            continue
+        folder = service["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+        mounts = {entry.partition(":")[0] for entry in service["tmpfs"]}
+        assert folder not in mounts, f"{name}: {folder} is a tmpfs of its own, root-owned"
+        assert any(_is_under(folder, m) for m in mounts), f"{name}: {folder} is not on a tmpfs"
+        assert "/tmp" in mounts  # noqa: S108 (inside the container)
