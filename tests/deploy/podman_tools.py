@@ -120,6 +120,26 @@ def run(name: str, service: str, environment: dict[str, str]) -> None:
     podman("run", "-d", "--name", name, *flags, *env_flags, image(service), timeout=120)
 
 
+STANDINS = Path(__file__).resolve().parent / "podman" / "standins"
+
+
+def standin(name: str) -> str:
+    return f"localhost/{name}-standin:bookworm"
+
+
+def build_standins() -> None:
+    """Stand-ins for images no registry can give us here, named as stand-ins (see each file)."""
+    nx = next(
+        line.split("==", 1)[1].strip()
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+        if line.startswith("nx-27017==")
+    )
+    podman("build", "--format", "docker", "--build-arg", f"BASE={BASE}", "--build-arg", f"NX_27017={nx}",
+           "-t", standin("mongodb"), "-f", str(STANDINS / "mongodb.Containerfile"), str(STANDINS), timeout=900)
+    podman("build", "--format", "docker", "--build-arg", f"BASE={BASE}",
+           "-t", standin("redis"), "-f", str(STANDINS / "redis.Containerfile"), str(STANDINS), timeout=900)
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] != ["build"]:
         print(__doc__)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 import requests
-from podman_tools import SERVICES, build, ensure_base, image, podman, run, unavailable
+from podman_tools import SERVICES, build, ensure_base, image, podman, run, standin, unavailable
 
 from forms import jpeg
 
@@ -141,3 +141,144 @@ def test_registration_chart_and_report_through_the_images(containers, stack):
     report = requests.get(f"{containers['middleware']}/api/reports/cities.xlsx", auth=stack.admin, timeout=60)
     assert report.status_code == 200, report.text[:500]
     assert report.content[:2] == b"PK"  # an XLSX is a zip archive
+
+
+# ---------------------------------------------------------------- docker-compose.yml itself
+# Debian's docker-compose 1.29 talks to `podman system service` as if it were Docker. The
+# images no registry gives us here are replaced by stand-ins named as such (podman/standins/):
+# MongoDB by the native stack's wire-protocol server, Redis by Debian's. What has no stand-in
+# (nginx, the photo store, the monitoring images) is not started: `up` names only the
+# services below, so the replicas and the middleware run with their real compose settings.
+COMPOSE_SERVICES = ("mongodb", "redis", "middleware", "instance-1")
+
+
+def _override(path) -> None:
+    path.write_text(
+        "services:\n"
+        "  mongodb:\n"
+        f"    image: {standin('mongodb')}\n"
+        "    healthcheck:\n"
+        '      test: ["CMD", "/opt/nx/bin/python", "-c",'
+        ' "import socket; socket.create_connection((\'127.0.0.1\', 27017), 2)"]\n'
+        "  redis:\n"
+        f"    image: {standin('redis')}\n"
+        "  instance-1:\n"
+        f"    image: {image('instance')}\n"
+        "  middleware:\n"
+        f"    image: {image('middleware')}\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def compose_project(images, tmp_path_factory):
+    import shutil
+    import signal
+    import subprocess
+    import threading
+
+    from deploytools import DUMMY_SECRETS, REPO
+    from podman_tools import build_standins, env
+
+    compose = shutil.which("docker-compose")
+    if not compose:
+        pytest.skip("docker-compose is not installed (./init.sh installs it)")
+    build_standins()
+    tmp = tmp_path_factory.mktemp("compose")
+    socket_path = tmp / "podman.sock"
+    service = subprocess.Popen(
+        ["podman", "system", "service", "--time=0", f"unix://{socket_path}"],
+        env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    project = f"vaxtest{os.getpid()}"
+    (tmp / "compose.env").write_text("".join(f"{k}={v}\n" for k, v in DUMMY_SECRETS.items()))
+    _override(tmp / "standins.yml")
+    command = [compose, "-p", project, "--project-directory", str(REPO), "--env-file", str(tmp / "compose.env"),
+               "-f", str(REPO / "docker-compose.yml"), "-f", str(tmp / "standins.yml")]
+    compose_env = {**env(), "DOCKER_HOST": f"unix://{socket_path}", "COMPOSE_HTTP_TIMEOUT": "300"}
+
+    def run(*args, timeout=600):
+        return subprocess.run([*command, *args], env=compose_env, capture_output=True, text=True, timeout=timeout)
+
+    # podman runs healthchecks from systemd timers, and there is no systemd here: run them
+    stop = threading.Event()
+
+    def drive_healthchecks():
+        while not stop.wait(2):
+            names = podman("ps", "--filter", f"label=com.docker.compose.project={project}",
+                           "--format", "{{.Names}}", check=False).stdout.split()
+            for name in names:
+                podman("healthcheck", "run", name, check=False, timeout=30)
+
+    driver = threading.Thread(target=drive_healthchecks, daemon=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        driver.start()
+        # middleware waits (depends_on: service_healthy) for MongoDB and Redis; the replica's
+        # photo store has no stand-in, so it starts without waiting for it
+        up = run("up", "-d", "middleware")
+        assert up.returncode == 0, up.stderr[-3000:]
+        up = run("up", "-d", "--no-deps", "instance-1")
+        assert up.returncode == 0, up.stderr[-3000:]
+        names = {s: f"{project}_{s}_1" for s in COMPOSE_SERVICES}
+        yield {"project": project, "names": names}
+    finally:
+        stop.set()
+        down = run("down", "-v", "--timeout", "5", timeout=300)
+        if down.returncode != 0:
+            podman("pod", "prune", "-f", check=False)
+        if os.getpgid(service.pid) == service.pid:  # it leads the group we started
+            os.killpg(service.pid, signal.SIGTERM)
+        service.wait(timeout=30)
+
+
+def _get(container: str, port: int, path: str) -> tuple[int, str]:
+    """An HTTP GET from inside a container (the backend network is internal)."""
+    script = (
+        "import sys, urllib.request, urllib.error\n"
+        f"try:\n r = urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=20)\n"
+        " print(r.status); print(r.read()[:300].decode('latin-1'))\n"
+        "except urllib.error.HTTPError as e:\n print(e.code); print(e.read()[:300].decode('latin-1'))\n"
+    )
+    out = podman("exec", container, "python", "-c", script, timeout=60).stdout
+    status, _, body = out.partition("\n")
+    return int(status), body
+
+
+def _wait_health(container: str, port: int) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if _get(container, port, "/health")[0] == 200:
+                return
+        except (RuntimeError, ValueError):
+            pass
+        time.sleep(1)
+    raise AssertionError(f"{container} did not answer /health: {podman('logs', container, check=False).stdout[-2000:]}")
+
+
+def test_compose_runs_the_services_with_their_settings(compose_project):
+    names = compose_project["names"]
+    for service, port in (("middleware", 8010), ("instance-1", 8000)):
+        container = names[service]
+        _wait_health(container, port)
+        inspect = podman("inspect", "--format",
+                         "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.Memory}} {{.Config.User}}", container).stdout
+        read_only, memory, user = inspect.split()
+        assert read_only == "true" and int(memory) == 512 * 2**20 and user.split(":")[0] == UID, inspect
+        assert podman("healthcheck", "run", container, check=False).returncode == 0
+
+
+def test_compose_middleware_reaches_mongodb_and_redis_by_name(compose_project):
+    names = compose_project["names"]
+    status, body = _get(names["middleware"], 8010, "/ready")
+    assert status == 200, body
+    status, body = _get(names["middleware"], 8010, "/api/chart")
+    assert status == 200, body
+
+
+def test_compose_replica_reaches_mongodb_by_name(compose_project):
+    # ready but for the photo store, which has no stand-in here
+    status, body = _get(compose_project["names"]["instance-1"], 8000, "/ready")
+    assert status == 503 and '"failed":["photo_store"]' in body.replace(" ", ""), body
