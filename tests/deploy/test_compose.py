@@ -171,8 +171,8 @@ def test_services_wait_for_healthy_dependencies(compose, service, dependency):
 
 
 def test_mongodb_healthcheck_pings_with_mongosh(compose):
-    test = compose["services"]["mongodb"]["healthcheck"]["test"]
-    assert "mongosh" in test and any("ping" in part for part in test)
+    test = " ".join(compose["services"]["mongodb"]["healthcheck"]["test"])
+    assert "mongosh" in test and "ping" in test
 
 
 @pytest.mark.parametrize("service", sorted(STATE_VOLUMES))
@@ -349,3 +349,13 @@ def test_the_metrics_folder_is_writable_for_the_images_user(compose):
         assert folder not in mounts, f"{name}: {folder} is a tmpfs of its own, root-owned"
         assert any(_is_under(folder, m) for m in mounts), f"{name}: {folder} is not on a tmpfs"
         assert "/tmp" in mounts  # noqa: S108 (inside the container)
+
+
+def test_healthcheck_arguments_survive_podmans_api(compose):
+    # podman's Docker-compatible API (4.3) splits a CMD healthcheck's arguments at spaces
+    # ("import socket; ..." became "import"): an argument with a space goes in CMD-SHELL
+    for name, service in compose["services"].items():
+        test = service.get("healthcheck", {}).get("test") or ["NONE"]
+        if test[0] == "CMD":
+            spaced = [arg for arg in test[1:] if " " in arg]
+            assert not spaced, f"{name}: healthcheck arguments with spaces {spaced} break under podman"

@@ -158,8 +158,8 @@ def _override(path) -> None:
         "  mongodb:\n"
         f"    image: {standin('mongodb')}\n"
         "    healthcheck:\n"
-        '      test: ["CMD", "/opt/nx/bin/python", "-c",'
-        ' "import socket; socket.create_connection((\'127.0.0.1\', 27017), 2)"]\n'
+        '      test: ["CMD-SHELL", "/opt/nx/bin/python -c \\"import socket;'
+        ' socket.create_connection((\'127.0.0.1\', 27017), 2)\\""]\n'
         "  redis:\n"
         f"    image: {standin('redis')}\n"
         "  instance-1:\n"
