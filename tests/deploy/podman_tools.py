@@ -90,7 +90,7 @@ def ensure_base() -> None:
 def build(service: str) -> None:
     # --format docker: the OCI format has no HEALTHCHECK, and the image's own is under test
     podman(
-        "build", "--format", "docker",
+        "build", "--network", "host", "--format", "docker",
         "--build-arg", f"PYTHON_IMAGE={BASE}",
         "--build-arg", f"SERVICE={service}",
         "--build-arg", f"PORT={SERVICES[service]}",
@@ -134,10 +134,11 @@ def build_standins() -> None:
         for line in (REPO / "requirements.txt").read_text().splitlines()
         if line.startswith("nx-27017==")
     )
-    podman("build", "--format", "docker", "--build-arg", f"BASE={BASE}", "--build-arg", f"NX_27017={nx}",
-           "-t", standin("mongodb"), "-f", str(STANDINS / "mongodb.Containerfile"), str(STANDINS), timeout=900)
-    podman("build", "--format", "docker", "--build-arg", f"BASE={BASE}",
-           "-t", standin("redis"), "-f", str(STANDINS / "redis.Containerfile"), str(STANDINS), timeout=900)
+    # --network host for the builds: apt and pip need the host's resolver
+    common = ["build", "--network", "host", "--format", "docker", "--build-arg", f"BASE={BASE}"]
+    podman(*common, "--build-arg", f"NX_27017={nx}", "-t", standin("mongodb"),
+           "-f", str(STANDINS / "mongodb.Containerfile"), str(STANDINS), timeout=900)
+    podman(*common, "-t", standin("redis"), "-f", str(STANDINS / "redis.Containerfile"), str(STANDINS), timeout=900)
 
 
 def main(argv: list[str]) -> int:
