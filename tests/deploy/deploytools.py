@@ -1,7 +1,7 @@
 """Helpers for the deployment checks (docker compose, Dockerfiles, Kubernetes).
 
-Nothing here starts a container or talks to a cluster: these tests read, render and validate
-the deployment files offline. Tools they need are never skipped over: a missing tool or a
+Nothing here starts a container or talks to a cluster (podman_tools.py does, for
+test_podman.py): these helpers read, render and validate the deployment files offline. Tools they need are never skipped over: a missing tool or a
 missing file makes the test fail and say how to get it.
 """
 
