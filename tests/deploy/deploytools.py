@@ -1,8 +1,9 @@
 """Helpers for the deployment checks (docker compose, Dockerfiles, Kubernetes).
 
 Nothing here starts a container or talks to a cluster (podman_tools.py does, for
-test_podman.py): these helpers read, render and validate the deployment files offline. Tools they need are never skipped over: a missing tool or a
-missing file makes the test fail and say how to get it.
+test_podman.py): these helpers read, render and validate the deployment files offline. Tools
+they need are never skipped over: a missing tool or a missing file makes the test fail and say
+how to get it.
 """
 
 import os

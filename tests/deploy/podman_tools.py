@@ -70,9 +70,17 @@ def ensure_base() -> None:
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
             root = Path(tmp) / "rootfs"
             subprocess.run(
-                ["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}", "bookworm", str(root),
-                 "http://deb.debian.org/debian"],
-                check=True, capture_output=True, timeout=900,
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    f"--include={BASE_PACKAGES}",
+                    "bookworm",
+                    str(root),
+                    "http://deb.debian.org/debian",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=900,
             )
             shutil.copyfile("/etc/ssl/certs/ca-certificates.crt", root / "etc/ssl/certs/ca-certificates.crt")
             shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
@@ -81,20 +89,35 @@ def ensure_base() -> None:
             partial.rename(tarball)
     podman(
         "import",
-        "--change", "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
-        "--change", "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
-        str(tarball), BASE, timeout=300,
+        "--change",
+        "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
+        "--change",
+        "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+        str(tarball),
+        BASE,
+        timeout=300,
     )
 
 
 def build(service: str) -> None:
     # --format docker: the OCI format has no HEALTHCHECK, and the image's own is under test
     podman(
-        "build", "--network", "host", "--format", "docker",
-        "--build-arg", f"PYTHON_IMAGE={BASE}",
-        "--build-arg", f"SERVICE={service}",
-        "--build-arg", f"PORT={SERVICES[service]}",
-        "-t", image(service), "-f", str(REPO / "Dockerfile"), str(REPO),
+        "build",
+        "--network",
+        "host",
+        "--format",
+        "docker",
+        "--build-arg",
+        f"PYTHON_IMAGE={BASE}",
+        "--build-arg",
+        f"SERVICE={service}",
+        "--build-arg",
+        f"PORT={SERVICES[service]}",
+        "-t",
+        image(service),
+        "-f",
+        str(REPO / "Dockerfile"),
+        str(REPO),
         timeout=900,
     )
 
@@ -136,8 +159,17 @@ def build_standins() -> None:
     )
     # --network host for the builds: apt and pip need the host's resolver
     common = ["build", "--network", "host", "--format", "docker", "--build-arg", f"BASE={BASE}"]
-    podman(*common, "--build-arg", f"NX_27017={nx}", "-t", standin("mongodb"),
-           "-f", str(STANDINS / "mongodb.Containerfile"), str(STANDINS), timeout=900)
+    podman(
+        *common,
+        "--build-arg",
+        f"NX_27017={nx}",
+        "-t",
+        standin("mongodb"),
+        "-f",
+        str(STANDINS / "mongodb.Containerfile"),
+        str(STANDINS),
+        timeout=900,
+    )
     podman(*common, "-t", standin("redis"), "-f", str(STANDINS / "redis.Containerfile"), str(STANDINS), timeout=900)
 
 

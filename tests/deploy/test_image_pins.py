@@ -70,7 +70,9 @@ def test_no_pin_is_listed_that_nothing_uses(compose, rendered):
     assert not unused, f"docs/deployment.md lists pins nothing uses: {sorted(unused)}"
 
 
-@pytest.mark.parametrize("reference,expected", [("nginx:1.30.5-alpine", ("nginx", "1.30.5-alpine")),
-                                                ("prom/prometheus:v3.5.0", ("prom/prometheus", "v3.5.0"))])
+@pytest.mark.parametrize(
+    "reference,expected",
+    [("nginx:1.30.5-alpine", ("nginx", "1.30.5-alpine")), ("prom/prometheus:v3.5.0", ("prom/prometheus", "v3.5.0"))],
+)
 def test_split(reference, expected):
     assert _split(reference) == expected

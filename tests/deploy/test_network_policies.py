@@ -31,9 +31,7 @@ def _pods(objects: list[dict]) -> dict[str, dict]:
         if obj["kind"] in WORKLOADS:
             template = obj["spec"]["template"]
             ports = {
-                p["containerPort"]: p.get("name")
-                for c in template["spec"]["containers"]
-                for p in c.get("ports", [])
+                p["containerPort"]: p.get("name") for c in template["spec"]["containers"] for p in c.get("ports", [])
             }
             pods[template["metadata"]["labels"]["app.kubernetes.io/name"]] = {
                 "labels": template["metadata"]["labels"],
@@ -107,9 +105,7 @@ def reachability(objects: list[dict], outside_ports: set[int]) -> set[tuple[str,
 def test_reachability_is_exactly_the_architecture_table(rendered, overlay):
     objects = rendered[overlay]
     pods = set(_pods(objects))
-    expected = {
-        (s, d, p) for s, d, p in architecture_flows() if {s, d} - {OUTSIDE} <= pods
-    }
+    expected = {(s, d, p) for s, d, p in architecture_flows() if {s, d} - {OUTSIDE} <= pods}
     # every port the table names for `outside`, plus a few it must not reach
     outside_ports = {p for s, d, p in architecture_flows() if d == OUTSIDE} | {22, 80, 8080, 27017}
     actual = reachability(objects, outside_ports)

@@ -67,22 +67,30 @@ def containers(images, stack):
     }
     names = {"instance": f"test-instance-{tag}", "middleware": f"test-middleware-{tag}"}
     try:
-        run(names["instance"], "instance", {
-            **common,
-            "INSTANCE_NAME": "podman-instance",
-            "BIND": f"127.0.0.1:{instance_port}",
-            "PHOTO_STORE_URL": f"http://127.0.0.1:{s.ports['PHOTO_STORE_PORT']}",
-            "PHOTO_STORE_TOKEN": s.secrets["PHOTO_STORE_TOKEN"],
-            "PHOTO_LINK_SECRET": s.secrets["PHOTO_LINK_SECRET"],
-            "ADMIN_PASSWORD": s.secrets["ADMIN_PASSWORD"],
-        })
+        run(
+            names["instance"],
+            "instance",
+            {
+                **common,
+                "INSTANCE_NAME": "podman-instance",
+                "BIND": f"127.0.0.1:{instance_port}",
+                "PHOTO_STORE_URL": f"http://127.0.0.1:{s.ports['PHOTO_STORE_PORT']}",
+                "PHOTO_STORE_TOKEN": s.secrets["PHOTO_STORE_TOKEN"],
+                "PHOTO_LINK_SECRET": s.secrets["PHOTO_LINK_SECRET"],
+                "ADMIN_PASSWORD": s.secrets["ADMIN_PASSWORD"],
+            },
+        )
         instance_url = f"http://127.0.0.1:{instance_port}"
-        run(names["middleware"], "middleware", {
-            **common,
-            "BIND": f"127.0.0.1:{middleware_port}",
-            "REDIS_URL": f"redis://127.0.0.1:{s.ports['REDIS_PORT']}/0",
-            "INSTANCE_URLS": instance_url,
-        })
+        run(
+            names["middleware"],
+            "middleware",
+            {
+                **common,
+                "BIND": f"127.0.0.1:{middleware_port}",
+                "REDIS_URL": f"redis://127.0.0.1:{s.ports['REDIS_PORT']}/0",
+                "INSTANCE_URLS": instance_url,
+            },
+        )
         middleware_url = f"http://127.0.0.1:{middleware_port}"
         _wait_healthy(instance_url, names["instance"])
         _wait_healthy(middleware_url, names["middleware"])
@@ -159,7 +167,7 @@ def _override(path) -> None:
         f"    image: {standin('mongodb')}\n"
         "    healthcheck:\n"
         '      test: ["CMD-SHELL", "/opt/nx/bin/python -c \\"import socket;'
-        ' socket.create_connection((\'127.0.0.1\', 27017), 2)\\""]\n'
+        " socket.create_connection(('127.0.0.1', 27017), 2)\\\"\"]\n"
         "  redis:\n"
         f"    image: {standin('redis')}\n"
         "  instance-1:\n"
@@ -187,13 +195,27 @@ def compose_project(images, tmp_path_factory):
     socket_path = tmp / "podman.sock"
     service = subprocess.Popen(
         ["podman", "system", "service", "--time=0", f"unix://{socket_path}"],
-        env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     project = f"vaxtest{os.getpid()}"
     (tmp / "compose.env").write_text("".join(f"{k}={v}\n" for k, v in DUMMY_SECRETS.items()))
     _override(tmp / "standins.yml")
-    command = [compose, "-p", project, "--project-directory", str(REPO), "--env-file", str(tmp / "compose.env"),
-               "-f", str(REPO / "docker-compose.yml"), "-f", str(tmp / "standins.yml")]
+    command = [
+        compose,
+        "-p",
+        project,
+        "--project-directory",
+        str(REPO),
+        "--env-file",
+        str(tmp / "compose.env"),
+        "-f",
+        str(REPO / "docker-compose.yml"),
+        "-f",
+        str(tmp / "standins.yml"),
+    ]
     compose_env = {**env(), "DOCKER_HOST": f"unix://{socket_path}", "COMPOSE_HTTP_TIMEOUT": "300"}
 
     def run(*args, timeout=600):
@@ -204,8 +226,9 @@ def compose_project(images, tmp_path_factory):
 
     def drive_healthchecks():
         while not stop.wait(2):
-            names = podman("ps", "--filter", f"label=com.docker.compose.project={project}",
-                           "--format", "{{.Names}}", check=False).stdout.split()
+            names = podman(
+                "ps", "--filter", f"label=com.docker.compose.project={project}", "--format", "{{.Names}}", check=False
+            ).stdout.split()
             for name in names:
                 podman("healthcheck", "run", name, check=False, timeout=30)
 
@@ -263,8 +286,9 @@ def test_compose_runs_the_services_with_their_settings(compose_project):
     for service, port in (("middleware", 8010), ("instance-1", 8000)):
         container = names[service]
         _wait_health(container, port)
-        inspect = podman("inspect", "--format",
-                         "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.Memory}} {{.Config.User}}", container).stdout
+        inspect = podman(
+            "inspect", "--format", "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.Memory}} {{.Config.User}}", container
+        ).stdout
         read_only, memory, user = inspect.split()
         assert read_only == "true" and int(memory) == 512 * 2**20 and user.split(":")[0] == UID, inspect
         assert podman("healthcheck", "run", container, check=False).returncode == 0
