@@ -403,8 +403,10 @@ def test_ingress_accepts_a_5_mib_photo_and_sends_hsts(rendered):
     annotations = one(objects, "Ingress", "vaccination")["metadata"]["annotations"]
     body_limit = int(configmap(objects, "nginx-config")["data"]["BODY_LIMIT"])
     assert body_limit >= 5 * 2**20 + 2**20
+    # ingress-nginx, and F5 NGINX Ingress Controller (ingress-nginx sends HSTS by default)
     assert _bytes(annotations["nginx.ingress.kubernetes.io/proxy-body-size"]) >= body_limit
-    assert annotations["nginx.ingress.kubernetes.io/hsts"] == "true"
+    assert _bytes(annotations["nginx.org/client-max-body-size"]) >= body_limit
+    assert annotations["nginx.org/hsts"] == "true"
 
 
 def test_gateway_api_component_replaces_the_ingress(tmp_path):
