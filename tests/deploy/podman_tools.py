@@ -170,7 +170,8 @@ def build_standins() -> None:
         str(STANDINS),
         timeout=900,
     )
-    podman(*common, "-t", standin("redis"), "-f", str(STANDINS / "redis.Containerfile"), str(STANDINS), timeout=900)
+    for name in ("redis", "photo-store"):
+        podman(*common, "-t", standin(name), "-f", str(STANDINS / f"{name}.Containerfile"), str(STANDINS), timeout=900)
 
 
 def main(argv: list[str]) -> int:
