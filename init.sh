@@ -13,6 +13,8 @@ DEBIAN_PACKAGES=(
   prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter
   prometheus-nginx-exporter prometheus-redis-exporter
   chromium docker-compose wrk
+  # the image tests (tests/deploy/test_podman.py): build and run the Dockerfile and compose here
+  podman runc debootstrap netavark aardvark-dns
 )
 
 POLICY_RC_D=/usr/sbin/policy-rc.d

@@ -1,7 +1,8 @@
 """Session fixtures for the deployment checks: the resolved compose file, the rendered overlays.
 
-Nothing here starts a container or talks to a cluster: these tests read, render and validate
-the deployment files offline. A missing tool or file fails the test with how to get it.
+These fixtures start no container and talk to no cluster: they read, render and validate the
+deployment files offline (test_podman.py alone builds and runs images, with podman). A missing
+tool or file fails the test with how to get it.
 """
 
 from pathlib import Path

@@ -1,8 +1,9 @@
 """Helpers for the deployment checks (docker compose, Dockerfiles, Kubernetes).
 
-Nothing here starts a container or talks to a cluster: these tests read, render and validate
-the deployment files offline. Tools they need are never skipped over: a missing tool or a
-missing file makes the test fail and say how to get it.
+Nothing here starts a container or talks to a cluster (podman_tools.py does, for
+test_podman.py): these helpers read, render and validate the deployment files offline. Tools
+they need are never skipped over: a missing tool or a missing file makes the test fail and say
+how to get it.
 """
 
 import os
@@ -118,7 +119,7 @@ def shadow_repo(root: Path, secrets: dict[str, str]) -> Path:
 
 def render_overlay(repo: Path, overlay: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [kubectl(), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(repo / "k8s" / "overlays" / overlay)],
+        [kubectl(), "kustomize", str(repo / "k8s" / "overlays" / overlay)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -1,10 +1,13 @@
 """docker-compose.yml: valid, wired to the repository's own config files, closed by default."""
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 from deploytools import COMPOSE_REQUIRED_SECRETS, DUMMY_SECRETS, REPO, placeholders, repo_file, run_compose_config
+
+from stack.render import render
 
 # Host file or folder -> where the container must see it: the very files the native stack uses.
 SHARED_CONFIG_MOUNTS = {
@@ -16,8 +19,7 @@ SHARED_CONFIG_MOUNTS = {
         "prometheus/targets/compose": "/etc/prometheus/targets",
     },
     "blackbox-exporter": {"prometheus/blackbox.yml": "/etc/blackbox_exporter/config.yml"},
-    "alertmanager-config": {"alertmanager/alertmanager.yml": "/templates/alertmanager.yml"},
-    "alertmanager": {"alertmanager/templates": "/etc/alertmanager/templates"},
+    "alertmanager-config": {"alertmanager": "/source"},
     "grafana": {
         "grafana/provisioning": "/etc/grafana/provisioning",
         "grafana/dashboards": "/var/lib/grafana/dashboards",
@@ -102,7 +104,8 @@ def test_every_build_context_and_dockerfile_exists(compose):
     for name, build in builds.items():
         context = Path(build["context"])
         assert context == REPO, f"{name} must build from the repository root"
-        assert (context / build["dockerfile"]).is_file(), f"{name}: {build['dockerfile']} is missing"
+        assert (context / build.get("dockerfile", "Dockerfile")).is_file(), f"{name}: its Dockerfile is missing"
+        assert build["args"]["SERVICE"] == name.split("-")[0], f"{name} builds the wrong service"
 
 
 def test_configs_are_mounted_read_only(compose):
@@ -160,8 +163,6 @@ def test_stateful_parts_have_healthchecks(compose, name):
         ("middleware", "mongodb"),
         ("middleware", "redis"),
         ("instance-1", "photo-store"),
-        ("nginx", "instance-1"),
-        ("nginx", "middleware"),
     ],
 )
 def test_services_wait_for_healthy_dependencies(compose, service, dependency):
@@ -170,8 +171,8 @@ def test_services_wait_for_healthy_dependencies(compose, service, dependency):
 
 
 def test_mongodb_healthcheck_pings_with_mongosh(compose):
-    test = compose["services"]["mongodb"]["healthcheck"]["test"]
-    assert "mongosh" in test and any("ping" in part for part in test)
+    test = " ".join(compose["services"]["mongodb"]["healthcheck"]["test"])
+    assert "mongosh" in test and "ping" in test
 
 
 @pytest.mark.parametrize("service", sorted(STATE_VOLUMES))
@@ -245,3 +246,116 @@ def test_compose_services_do_not_push_logs_to_loki_themselves(compose):
     # Alloy ships stdout; a direct push as well would store each line twice.
     for name in ("instance-1", "instance-2", "instance-3", "middleware"):
         assert compose["services"][name]["environment"].get("LOKI_URL", "") == ""
+
+
+# ---------------------------------------------------------------- what a first start would hit
+# One-shot containers (they run to completion, others wait for them) need no healthcheck.
+ONE_SHOT = {"alertmanager-config"}
+# Images with no program but their own binary (distroless, FROM scratch): no healthcheck can run
+# in them. Each says why in its `vaccination.healthcheck` label; anything else must have one.
+NO_PROBE_POSSIBLE = {"loki", "nginx-exporter", "redis-exporter"}
+
+
+def _is_under(path: str, folder: str) -> bool:
+    return path != folder and path.startswith(folder.rstrip("/") + "/")
+
+
+def test_no_mount_point_inside_a_read_only_mount(compose):
+    # The runtime must create the inner mount point inside the outer mount, which it cannot
+    # do when the outer one is read-only: the container never starts (Alertmanager did this).
+    for name, service in compose["services"].items():
+        mounts = _mounts(service)
+        for _source, outer, mode in mounts:
+            if "ro" not in mode.split(","):
+                continue
+            inner = [target for _s, target, _m in mounts if _is_under(target, outer)]
+            assert not inner, f"{name} mounts {inner} inside its read-only mount {outer}"
+
+
+def test_every_long_running_service_has_a_healthcheck(compose):
+    missing = []
+    for name, service in compose["services"].items():
+        if name in ONE_SHOT:
+            assert service.get("restart") == "no"
+            continue
+        test = service.get("healthcheck", {}).get("test")
+        if name in NO_PROBE_POSSIBLE:
+            assert not test, f"{name} has a healthcheck its image cannot run"
+            assert service["labels"]["vaccination.healthcheck"].startswith("none: "), name
+        elif not test or service["healthcheck"].get("disable"):
+            missing.append(name)
+    assert not missing, f"no healthcheck: {missing}"
+
+
+def test_every_service_rotates_its_logs(compose):
+    for name, service in compose["services"].items():
+        logging = service.get("logging", {})
+        assert logging.get("driver") == "json-file", f"{name} keeps its logs without rotation"
+        options = logging.get("options", {})
+        assert options.get("max-size") and int(options.get("max-file", 0)) >= 2, f"{name} never rotates its logs"
+
+
+def test_every_service_has_a_memory_limit(compose):
+    missing = [name for name, service in compose["services"].items() if not service.get("mem_limit")]
+    assert not missing, f"no memory limit: {missing}"
+
+
+def test_nginx_starts_with_the_replicas_started_not_all_healthy(compose):
+    # One sick replica must not keep the whole site down: nginx's passive checks skip it.
+    depends = compose["services"]["nginx"]["depends_on"]
+    for name in ("instance-1", "instance-2", "instance-3", "middleware"):
+        assert depends[name]["condition"] == "service_started", f"nginx waits for {name} to be healthy"
+
+
+def _upstream_servers(rendered: str) -> list[str]:
+    servers = []
+    for block in re.findall(r"upstream\s+\w+\s*\{(.*?)\}", rendered, re.S):
+        lines = [line.strip() for line in block.splitlines()]
+        servers += [line.split(None, 1)[1].rstrip(";") for line in lines if line.startswith("server ")]
+    return servers
+
+
+def test_nginx_resolves_the_upstream_names_while_it_runs(compose):
+    # A name in an upstream is resolved once at start unless the server has `resolve` (nginx
+    # 1.27.3+) and a resolver is configured: a recreated replica would keep its old address.
+    nginx = compose["services"]["nginx"]
+    env = nginx["environment"]
+    rendered = render(repo_file("nginx/templates/default.conf.template").read_text(), env)
+    servers = _upstream_servers(rendered)
+    assert len(servers) == 5
+    for server in servers:
+        address, *params = server.split()
+        host = address.rsplit(":", 1)[0]
+        if not re.fullmatch(r"[\d.]+", host):
+            assert "resolve" in params, f"upstream server {address} is resolved only when nginx starts"
+    templates = {t: s for s, t, _ in _bind_mounts(nginx) if t.startswith("/etc/nginx/templates/")}
+    resolver = [Path(s).read_text() for t, s in templates.items() if t != "/etc/nginx/templates/default.conf.template"]
+    assert any(re.search(r"^resolver \$\{NGINX_LOCAL_RESOLVERS\} valid=\d+s", text, re.M) for text in resolver)
+    assert env.get("NGINX_ENTRYPOINT_LOCAL_RESOLVERS"), "the image's entrypoint must export NGINX_LOCAL_RESOLVERS"
+
+
+def test_prometheus_lifecycle_api_is_off(compose):
+    assert not any("enable-lifecycle" in arg for arg in compose["services"]["prometheus"]["command"])
+
+
+def test_the_metrics_folder_is_writable_for_the_images_user(compose):
+    # gunicorn empties and recreates PROMETHEUS_MULTIPROC_DIR at start, as uid 10001: it must
+    # lie inside a tmpfs writable for everyone (/tmp), not be a root-owned tmpfs of its own
+    for name, service in compose["services"].items():
+        if "build" not in service:
+            continue
+        folder = service["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+        mounts = {entry.partition(":")[0] for entry in service["tmpfs"]}
+        assert folder not in mounts, f"{name}: {folder} is a tmpfs of its own, root-owned"
+        assert any(_is_under(folder, m) for m in mounts), f"{name}: {folder} is not on a tmpfs"
+        assert "/tmp" in mounts  # noqa: S108 (inside the container)
+
+
+def test_healthcheck_arguments_survive_podmans_api(compose):
+    # podman's Docker-compatible API (4.3) splits a CMD healthcheck's arguments at spaces
+    # ("import socket; ..." became "import"): an argument with a space goes in CMD-SHELL
+    for name, service in compose["services"].items():
+        test = service.get("healthcheck", {}).get("test") or ["NONE"]
+        if test[0] == "CMD":
+            spaced = [arg for arg in test[1:] if " " in arg]
+            assert not spaced, f"{name}: healthcheck arguments with spaces {spaced} break under podman"

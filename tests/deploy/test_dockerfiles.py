@@ -1,4 +1,5 @@
-"""The service images: what they copy exists and is sent, and they run as the contract says."""
+"""The service images (one Dockerfile, SERVICE build argument): what they copy exists and is
+sent, and they run as the contract says."""
 
 import fnmatch
 import re
@@ -10,7 +11,9 @@ SERVICES = {"instance": 8000, "middleware": 8010}
 
 
 def _instructions(service: str) -> list[tuple[str, str]]:
-    text = repo_file(f"{service}/Dockerfile").read_text()
+    """The Dockerfile's instructions as built for one service (its build arguments filled in)."""
+    text = repo_file("Dockerfile").read_text()
+    text = text.replace("${SERVICE}", service).replace("${PORT}", str(SERVICES[service]))
     text = re.sub(r"\\\n", " ", text)  # join continued lines
     out = []
     for line in text.splitlines():
@@ -68,7 +71,7 @@ def test_dockerignore_keeps_secrets_and_clutter_out(path):
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_image_is_pinned_slim_python_311(service):
-    args = dict(re.findall(r"^ARG (\w+)=(\S+)", repo_file(f"{service}/Dockerfile").read_text(), re.M))
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)", repo_file("Dockerfile").read_text(), re.M))
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", args["PYTHON_IMAGE"])
     froms = [rest for keyword, rest in _instructions(service) if keyword == "FROM"]
     assert len(froms) == 2 and all(f.startswith("${PYTHON_IMAGE}") for f in froms)
@@ -88,8 +91,15 @@ def test_environment_and_entrypoint(service):
     assert "PYTHONDONTWRITEBYTECODE=1" in env
     assert f"BIND=0.0.0.0:{SERVICES[service]}" in env
     assert f"SERVICE_NAME={service}" in env
+    # gunicorn as PID 1 (exec), loading the package SERVICE_NAME names
     cmd = [rest for keyword, rest in instructions if keyword == "CMD"][-1]
-    assert cmd == f'["gunicorn", "-c", "python:common.gunicorn_conf", "{service}:create_app()"]'
+    assert "exec gunicorn -c python:common.gunicorn_conf" in cmd and "${SERVICE_NAME}:create_app()" in cmd
+
+
+def test_one_dockerfile_serves_both_services():
+    assert not (REPO / "instance/Dockerfile").exists() and not (REPO / "middleware/Dockerfile").exists()
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)", repo_file("Dockerfile").read_text(), re.M))
+    assert args["SERVICE"] == "instance" and args["PORT"] == "8000"
 
 
 @pytest.mark.parametrize("service", SERVICES)

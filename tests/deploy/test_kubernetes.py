@@ -1,6 +1,7 @@
 """k8s/: both overlays render, validate against the Kubernetes schemas, and keep the contract."""
 
 import base64
+import re
 import subprocess
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from deploytools import (
     find,
     one,
     placeholders,
+    render_overlay,
     repo_file,
     shadow_repo,
 )
@@ -73,10 +75,9 @@ def test_every_object_validates_against_the_kubernetes_schemas(rendered, overlay
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_instance_deployment_probes_resources_replicas_and_spread(rendered, overlay):
     deployment = one(rendered[overlay], "Deployment", "instance")
-    assert deployment["spec"]["replicas"] == 3
     spec = _pod_spec(deployment)
     container = spec["containers"][0]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(container["resources"][kind]), f"no {kind}"
@@ -102,7 +103,8 @@ def test_pdb_and_hpa_select_the_instance_pods(rendered, overlay, kind):
     if kind == "PodDisruptionBudget":
         selector = obj["spec"]["selector"]["matchLabels"]
         assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
-        assert obj["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+        hpa = one(objects, "HorizontalPodAutoscaler", "instance")
+        assert obj["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
     else:
         target = obj["spec"]["scaleTargetRef"]
         assert (target["kind"], target["name"]) == ("Deployment", "instance")
@@ -143,9 +145,10 @@ def test_no_secret_carries_a_committed_value(rendered, k8s_repo, overlay):
         if key in DUMMY_SECRETS:
             assert value == DUMMY_SECRETS[key], f"{key} does not come from secrets.env"
         else:
-            # the example's non-secret defaults (connection strings without credentials) or empty
+            # the example's non-secret defaults or empty; a connection string names its password
+            # only as the placeholder the user replaces
             assert value == committed.get(key, ""), f"{key} holds a value that is not in the example"
-            assert "@" not in value, f"{key} carries credentials"
+            assert "@" not in value or ":<MONGO_APP_PASSWORD>@" in value, f"{key} carries credentials"
     assert set(DUMMY_SECRETS) <= set(values)
 
 
@@ -229,8 +232,9 @@ def test_mongodb_is_a_replica_set_written_with_majority(rendered, overlay):
     objects = rendered[overlay]
     statefulset = one(objects, "StatefulSet", "mongodb")
     assert "--replSet=rs0" in _pod_spec(statefulset)["containers"][0]["args"]
-    members = _pod_spec(one(objects, "Job", "mongodb-init-replica-set"))["containers"][0]["env"][0]
-    assert members["name"] == "MONGO_MEMBERS" and int(members["value"]) == statefulset["spec"]["replicas"]
+    bootstrap = next(c for c in _pod_spec(statefulset)["containers"] if c["name"] == "bootstrap")
+    members = {e["name"]: e.get("value") for e in bootstrap["env"]}["MONGO_MEMBERS"]
+    assert int(members) == statefulset["spec"]["replicas"]
     secret = find(objects, "Secret")[0]
     url = base64.b64decode(secret["data"]["MONGO_URL"]).decode()
     assert "replicaSet=rs0" in url and "w=majority" in url
@@ -243,11 +247,11 @@ def test_production_runs_three_mongodb_members_with_a_disruption_budget(rendered
     assert one(objects, "PodDisruptionBudget", "mongodb")["spec"]["maxUnavailable"] == 1
 
 
-def test_render_script_refuses_to_run_without_secrets_env(tmp_path):
+def test_apply_refuses_to_run_without_secrets_env(tmp_path):
     repo = shadow_repo(tmp_path, DUMMY_SECRETS)
     (repo / "k8s/overlays/local/secrets.env").unlink()
-    result = subprocess.run(["sh", str(repo / "k8s/render.sh"), "local"], capture_output=True, text=True)
-    assert result.returncode != 0 and "secrets.env.example" in result.stderr
+    result = render_overlay(repo, "local")
+    assert result.returncode != 0 and "secrets.env" in result.stderr
 
 
 def test_production_ingress_terminates_tls_in_front_of_our_nginx(rendered):
@@ -262,3 +266,164 @@ def test_production_ingress_terminates_tls_in_front_of_our_nginx(rendered):
     template = configmap(objects, "nginx-templates")["data"]["default.conf.template"]
     assert "proxy_set_header X-Forwarded-Proto $fwd_proto;" in template
     assert "proxy_set_header X-Forwarded-Proto $scheme;" not in template
+
+
+# ---------------------------------------------------------------- what a first apply would hit
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+
+
+def _containers(obj: dict) -> list[dict]:
+    spec = _pod_spec(obj)
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+def test_config_copies_match_the_repository_files():
+    # kustomize reads nothing above a kustomization, so k8s/ holds copies (k8s/sync_config.py)
+    result = subprocess.run(
+        ["python3", str(REPO / "k8s/sync_config.py"), "--check"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_no_kustomization_reads_a_file_above_itself():
+    # the default load restrictor (the one `kubectl apply -k` uses) refuses them
+    for kustomization in (REPO / "k8s").rglob("kustomization.yaml"):
+        text = kustomization.read_text()
+        assert not re.search(r"=\.\./|^\s*-\s+\.\./[^\n]*\.(ya?ml|json|template|alloy|tmpl|js)$", text, re.M), (
+            f"{kustomization.relative_to(REPO)} reads a file outside its folder"
+        )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_mount_point_inside_a_read_only_mount(rendered, overlay):
+    for obj in rendered[overlay]:
+        if obj["kind"] not in WORKLOADS - {"CronJob"}:
+            continue
+        for container in _containers(obj):
+            mounts = container.get("volumeMounts", [])
+            for outer in mounts:
+                if not outer.get("readOnly"):
+                    continue
+                folder = outer["mountPath"].rstrip("/") + "/"
+                inner = [m["mountPath"] for m in mounts if m["mountPath"].startswith(folder)]
+                assert not inner, f"{obj['metadata']['name']}/{container['name']}: {inner} inside read-only {folder}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_probe_depends_on_another_service(rendered, overlay):
+    # /ready asks MongoDB, the photo store, Redis: shared by every replica, so as a readiness
+    # probe one blip would take every pod out of its Service; as liveness it would restart them.
+    for obj in rendered[overlay]:
+        if obj["kind"] not in WORKLOADS - {"CronJob"}:
+            continue
+        for container in _containers(obj):
+            for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
+                probe = container.get(kind)
+                if not probe:
+                    continue
+                where = f"{obj['metadata']['name']}/{container['name']} {kind}"
+                ours = "vaccination" in container["image"]  # Loki's or Prometheus's /-/ready is their own
+                if "httpGet" in probe:
+                    assert not (ours and probe["httpGet"]["path"] == "/ready"), f"{where} depends on other services"
+                    assert "host" not in probe["httpGet"], f"{where} asks another host"
+                if "exec" in probe:
+                    command = " ".join(probe["exec"]["command"])
+                    assert "mongodb://" not in command and "--host" not in command, f"{where} asks another host"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_autoscaled_workloads_leave_the_replica_count_to_the_hpa(rendered, overlay):
+    # a `replicas` in the manifest resets the HPA's choice on every apply
+    for hpa in find(rendered[overlay], "HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]
+        workload = one(rendered[overlay], target["kind"], target["name"])
+        assert "replicas" not in workload["spec"], f"{target['name']} fixes replicas under an HPA"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_job_whose_template_cannot_change(rendered, overlay):
+    # a Job's pod template is immutable: the next `kubectl apply` with any change to it fails
+    assert not find(rendered[overlay], "Job"), "a Job breaks every later apply that changes it"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_mongodb_authenticates_members_and_clients(rendered, overlay):
+    objects = rendered[overlay]
+    spec = _pod_spec(one(objects, "StatefulSet", "mongodb"))
+    mongod = spec["containers"][0]
+    assert any(arg.startswith("--keyFile=") for arg in mongod["args"])
+    keyfile = next(v for v in spec["volumes"] if v["name"] == "keyfile-secret")["secret"]
+    assert keyfile["secretName"].startswith("vaccination-secrets-") and keyfile["items"][0]["key"] == "MONGO_KEYFILE"
+    bootstrap = next(c for c in spec["containers"] if c["name"] == "bootstrap")
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"] for e in bootstrap["env"] if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    for key in ("MONGO_ROOT_USERNAME", "MONGO_ROOT_PASSWORD", "MONGO_APP_USERNAME", "MONGO_APP_PASSWORD"):
+        assert refs[key]["name"].startswith("vaccination-secrets-") and not refs[key].get("optional"), key
+    script = configmap(objects, "mongodb-bootstrap")["data"]["bootstrap.js"]
+    assert "rs.initiate" in script and "createUser" in script and 'role: "readWrite"' in script
+    example = (REPO / "k8s/overlays" / overlay / "secrets.env.example").read_text()
+    url = re.search(r"^MONGO_URL=(.*)$", example, re.M)[1]
+    assert url.startswith("mongodb://vaccination:<MONGO_APP_PASSWORD>@") and "authSource=admin" in url
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_mongodb_members_never_share_a_node(rendered, overlay):
+    statefulset = one(rendered[overlay], "StatefulSet", "mongodb")
+    terms = _pod_spec(statefulset)["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert any(
+        t["topologyKey"] == "kubernetes.io/hostname" and t["labelSelector"]["matchLabels"].items() <= labels.items()
+        for t in terms
+    )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_prometheus_lifecycle_api_is_off(rendered, overlay):
+    container = _pod_spec(one(rendered[overlay], "StatefulSet", "prometheus"))["containers"][0]
+    assert not any("enable-lifecycle" in arg for arg in container["args"])
+
+
+def test_alloy_collects_every_pod_of_the_namespace():
+    config = repo_file("alloy/config.k8s.alloy").read_text()
+    relabel = config.split('discovery.relabel "pods"', 1)[1].split("\n}\n", 1)[0]
+    assert 'action        = "keep"' not in relabel and 'action = "keep"' not in relabel, (
+        "Alloy keeps only some pods: Prometheus, Alertmanager, Grafana and Loki logs would never reach Loki"
+    )
+    assert "own_namespace = true" in config
+
+
+def _bytes(size: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([kmg]?)", size.lower()).groups()
+    return int(number) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[unit]
+
+
+def test_ingress_accepts_a_5_mib_photo_and_sends_hsts(rendered):
+    objects = rendered["production"]
+    annotations = one(objects, "Ingress", "vaccination")["metadata"]["annotations"]
+    body_limit = int(configmap(objects, "nginx-config")["data"]["BODY_LIMIT"])
+    assert body_limit >= 5 * 2**20 + 2**20
+    # ingress-nginx, and F5 NGINX Ingress Controller (ingress-nginx sends HSTS by default)
+    assert _bytes(annotations["nginx.ingress.kubernetes.io/proxy-body-size"]) >= body_limit
+    assert _bytes(annotations["nginx.org/client-max-body-size"]) >= body_limit
+    assert annotations["nginx.org/hsts"] == "true"
+
+
+def test_gateway_api_component_replaces_the_ingress(tmp_path):
+    repo = shadow_repo(tmp_path, DUMMY_SECRETS)
+    overlay = repo / "k8s/overlays/gateway"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "resources:\n  - ../production\ncomponents:\n  - ../../components/gateway-api\n"
+    )
+    result = render_overlay(repo, "gateway")
+    assert result.returncode == 0, result.stderr
+    objects = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert not find(objects, "Ingress")
+    route = one(objects, "HTTPRoute", "vaccination")
+    backend = route["spec"]["rules"][0]["backendRefs"][0]
+    service = one(objects, "Service", backend["name"])
+    assert backend["port"] in {p["port"] for p in service["spec"]["ports"]}
+    headers = route["spec"]["rules"][0]["filters"][0]["responseHeaderModifier"]["set"]
+    assert any(h["name"] == "Strict-Transport-Security" and "max-age=" in h["value"] for h in headers)
