@@ -88,7 +88,7 @@ def containers(images, stack):
                 **common,
                 "BIND": f"127.0.0.1:{middleware_port}",
                 "REDIS_URL": f"redis://127.0.0.1:{s.ports['REDIS_PORT']}/0",
-                "INSTANCE_URLS": instance_url,
+                "INSTANCES_URL": instance_url,
             },
         )
         middleware_url = f"http://127.0.0.1:{middleware_port}"
