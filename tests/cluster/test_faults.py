@@ -8,16 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from forms import jpeg, register
+from polling import wait_for
 from stack import supervisor
-
-
-def _wait_for(check, timeout=30.0, every=0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(every)
-    return False
 
 
 def test_a_stopped_replica_costs_no_request(stack, stopped):
@@ -60,7 +52,7 @@ def test_a_stopping_replica_refuses_new_connections_while_it_finishes_old_ones(h
         return False
 
     try:
-        assert _wait_for(refused, timeout=5, every=0.1)
+        assert wait_for(refused, timeout=5, every=0.1)
         assert supervisor.running_pid(stack.settings, stack.parts["instance-3"])  # still in its grace period
         assert all(register(http, stack).status_code == 201 for _ in range(6))
     finally:
@@ -71,7 +63,7 @@ def test_a_restarted_replica_takes_traffic_again(http, stack, stopped):
     stopped("instance-3")
     assert {register(http, stack).headers["X-Served-By"] for _ in range(6)} <= {"instance-1", "instance-2"}
     stack.start("instance-3")
-    assert _wait_for(lambda: register(http, stack).headers["X-Served-By"] == "instance-3", timeout=30, every=0.1)
+    assert wait_for(lambda: register(http, stack).headers["X-Served-By"] == "instance-3", timeout=30, every=0.1)
 
 
 def test_database_down_is_503_and_nothing_is_stored(http, stack, stopped):
@@ -87,7 +79,7 @@ def test_database_down_is_503_and_nothing_is_stored(http, stack, stopped):
     # The photo was uploaded before the write failed. It is removed at once when the write was
     # certainly not sent, else as soon as the database answers that the record is not there.
     stack.start("mongodb")
-    assert _wait_for(lambda: stack.photo_count() == photos, timeout=30)
+    assert wait_for(lambda: stack.photo_count() == photos, timeout=30)
     assert stack.db.registrations.count_documents({"name": marker}) == 0
 
 
@@ -95,7 +87,7 @@ def test_database_comes_back_by_itself(http, stack, stopped):
     stopped("mongodb")
     assert register(http, stack).status_code == 503
     stack.start("mongodb")
-    assert _wait_for(lambda: register(http, stack).status_code == 201, timeout=30)
+    assert wait_for(lambda: register(http, stack).status_code == 201, timeout=30)
     assert http.get(f"http://127.0.0.1:{stack.settings.instance_port(1)}/ready").status_code == 200
 
 
@@ -112,7 +104,7 @@ def test_photo_store_down_is_503_and_nothing_is_stored(http, stack, stopped):
     ready = http.get(f"http://127.0.0.1:{stack.settings.instance_port(2)}/ready")
     assert ready.status_code == 503 and ready.json()["checks"]["photo_store"].startswith("unreachable")
     stack.start("photo-store")
-    assert _wait_for(lambda: register(http, stack).status_code == 201, timeout=30)
+    assert wait_for(lambda: register(http, stack).status_code == 201, timeout=30)
 
 
 def test_all_replicas_down_is_a_json_503(http, stack, stopped):

@@ -8,19 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from forms import jpeg, register
+from polling import wait_for
 
 
 def _key() -> dict:
     return {"Idempotency-Key": str(uuid.uuid4())}
 
-
-def _wait_for(check, timeout=30.0, every=0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(every)
-    return False
 
 
 def _stored(stack, name: str) -> int:
@@ -128,9 +121,9 @@ def test_a_frozen_database_answers_503_soon_and_the_keyed_retry_stores_once(stac
     assert ready.status_code == 503 and "database" in ready.json()["failed"]
 
     with requests.Session() as http:
-        assert _wait_for(lambda: register(http, stack, name=name, photo=photo, headers=key).status_code == 201)
+        assert wait_for(lambda: register(http, stack, name=name, photo=photo, headers=key).status_code == 201)
     assert _stored(stack, name) == 1
-    assert _wait_for(lambda: stack.photo_count() == photos + 1)  # kept photos of the 503s are settled
+    assert wait_for(lambda: stack.photo_count() == photos + 1)  # kept photos of the 503s are settled
 
 
 def test_an_unkeyed_write_to_a_frozen_database_is_not_called_unstored(stack, frozen):
