@@ -15,7 +15,7 @@ MAX_BARS = 30
 LABEL_MAX = 40
 
 
-def label(name: str, limit: int = LABEL_MAX) -> str:
+def short_label(name: str, limit: int = LABEL_MAX) -> str:
     if len(name) <= limit:
         return name
     head = (limit - 1) * 2 // 3
@@ -40,7 +40,7 @@ def figure(chart: dict) -> Figure:
     axes = fig.subplots()
     # numeric positions, not categories: two bars never merge, and labels stay plain Text we control
     drawn = axes.barh(range(len(rows)), [total for _, total in rows], color="#2f6db5")
-    axes.set_yticks(range(len(rows)), labels=[label(name) for name, _ in rows])
+    axes.set_yticks(range(len(rows)), labels=[short_label(name) for name, _ in rows])
     for label in axes.get_yticklabels():
         label.set_parse_math(False)  # a "$" in a city name is text, not mathtext (which can raise)
     axes.bar_label(drawn, padding=3)
