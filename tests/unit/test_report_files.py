@@ -12,10 +12,15 @@ from datetime import datetime
 
 import pytest
 from openpyxl import Workbook, load_workbook
+from openpyxl.cell import WriteOnlyCell
 from pymongo.errors import AutoReconnect
 
 from common import gunicorn_conf, records
 from instance import report
+
+# names that take every path of the row writer: plain, escaped, spaced, formula-like, error-like
+NAMES = ["Person {}", "Ana & Luis <{}>", " Leading {}", "Trailing {} ", "=SUM({})", "#N/A", "Ñandú 😀 {}",
+         "tab\tinside {}", "nbsp {}\u00a0", "+{}", "-{}", "@{}", "# {}", "line\nbreak {}"]
 
 
 class FakeRegistrations:
@@ -25,8 +30,9 @@ class FakeRegistrations:
 
     def __init__(self, cities: int, per_city: int, gate: threading.Event | None = None,
                  fail_after: int | None = None):
-        self.docs = [{"_id": f"city{c:04d}-{n}", "name": f"Person {n}", "city_key": f"city {c:04d}",
-                      "created_at": datetime(2026, 1, 1, 8, n % 60)} for c in range(cities) for n in range(per_city)]
+        self.docs = [{"_id": f"city{c:04d}-{n}", "name": NAMES[n % len(NAMES)].format(n), "city_key": f"city {c:04d}",
+                      "created_at": datetime(2026, 1, 1, 8, n % 60, n % 60, n * 7919 % 1_000_000)}
+                     for c in range(cities) for n in range(per_city)]
         self.gate = gate
         self.fail_after = fail_after
         self.closed = threading.Event()
@@ -119,22 +125,27 @@ def test_a_report_of_many_cities_needs_no_more_descriptors_than_one_of_few(monke
 
 
 def test_the_sheets_are_exactly_those_openpyxl_saves_itself(monkeypatch):
-    body, collection = _stream(monkeypatch, cities=3, per_city=4)
+    per_city = 2 * len(NAMES)
+    monkeypatch.setattr(records, "city_totals", lambda db: _totals(3, per_city, name=CITY_NAMES.__getitem__))
+    collection = FakeRegistrations(3, per_city)
+    body = report.stream_xlsx({records.REGISTRATIONS: collection}, lambda rid: f"https://x/{rid}?a=1&b=<2>")
     streamed = zipfile.ZipFile(io.BytesIO(_read(body)))
 
     expected = Workbook(write_only=True)
     summary = expected.create_sheet("Summary")
-    for n in range(3):
-        sheet = expected.create_sheet(f"City {n:04d}")
+    for n, city in enumerate(CITY_NAMES):
+        sheet = expected.create_sheet(TITLES[n])
         sheet.append(report.HEADER)
         for doc in (doc for doc in collection.docs if doc["city_key"] == f"city {n:04d}"):
-            sheet.append([doc["name"], f"City {n:04d}", doc["created_at"], f"https://x/{doc['_id']}"])
+            # what openpyxl writes by itself, text kept text as the report promises
+            sheet.append([_as_text(sheet, doc["name"]), _as_text(sheet, city), doc["created_at"],
+                          f"https://x/{doc['_id']}?a=1&b=<2>"])
         sheet.append([])
-        sheet.append(["Total", 4])
+        sheet.append(["Total", per_city])
     summary.append(report.SUMMARY_HEADER)
-    for n in range(3):
-        summary.append([f"City {n:04d}", 4, report._link_to(summary, f"City {n:04d}")])
-    summary.append(["All cities", 12])
+    for n, city in enumerate(CITY_NAMES):
+        summary.append([_as_text(summary, city), per_city, report._link_to(summary, TITLES[n])])
+    summary.append(["All cities", 3 * per_city])
     saved = io.BytesIO()
     expected.save(saved)
     saved = zipfile.ZipFile(saved)
@@ -143,9 +154,24 @@ def test_the_sheets_are_exactly_those_openpyxl_saves_itself(monkeypatch):
     for name in saved.namelist():
         if name != "docProps/core.xml":  # holds the time it was written
             assert streamed.read(name) == saved.read(name), name
-    workbook = load_workbook(io.BytesIO(_read(_stream(monkeypatch, cities=3, per_city=4)[0])))
-    assert workbook["Summary"]["C2"].hyperlink.location == "'City 0000'!A1"
-    assert workbook["City 0001"]["C2"].is_date
+    workbook = load_workbook(io.BytesIO(streamed.fp.getvalue()))
+    assert workbook.sheetnames == ["Summary", *TITLES]
+    assert workbook["Summary"]["C2"].hyperlink.location == f"'{TITLES[0]}'!A1"
+    sheet = workbook[TITLES[1]]
+    assert [cell.value for cell in sheet["A"][1:1 + len(NAMES)]] == [name.format(n) for n, name in enumerate(NAMES)]
+    assert all(cell.data_type == "s" for cell in sheet["A"][1:1 + len(NAMES)])
+    assert all(cell.is_date for cell in sheet["C"][1:1 + per_city])
+    assert sheet["B2"].value == CITY_NAMES[1]
+
+
+CITY_NAMES = ["Quito & <Norte>", "=Cuenca", " Loja [sur]"]
+TITLES = ["Quito & <Norte>", "=Cuenca", "Loja sur"]
+
+
+def _as_text(sheet, value):
+    cell = WriteOnlyCell(sheet, value=value)
+    cell.data_type = "s"
+    return cell
 
 
 def test_a_client_that_goes_away_stops_the_scan(monkeypatch):
