@@ -20,10 +20,10 @@ LONG = 200  # characters, past what the API takes today: names stored by another
 
 def _names(tag: str) -> list[str]:
     prefix = f"Ciudad {tag} de un nombre tan largo que comparte su comienzo con muchas otras ciudades " * 3
-    names = [f"{prefix[:LONG - 6]} n{n:04d}" for n in range(100)]  # 200 characters, one prefix
+    names = [f"{prefix[:LONG - 6]} n{n:04d}" for n in range(1100)]  # 200 characters, one prefix
     for n in range(5):  # same title once the characters Excel refuses are gone
         names += [f"Scale {tag} [Norte]: {n}", f"Scale {tag} /Norte/ {n}"]
-    names += [f"'Scale {tag} quoted'", f"=Scale {tag} formula"]
+    names += [f"'Scale {tag} quoted'", f"=Scale {tag} formula", "History"]
     names += [f"Scale {tag} town {n:04d}" for n in range(CITIES - len(names))]
     return names
 
