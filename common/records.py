@@ -49,6 +49,6 @@ def display_names(db: Database, keys: list[str]) -> dict[str, str]:
     """{city key: the first spelling seen} for these keys, looked up a batch of keys at a time."""
     names: dict[str, str] = {}
     for start in range(0, len(keys), NAMES_BATCH):
-        batch = keys[start:start + NAMES_BATCH]
+        batch = keys[start : start + NAMES_BATCH]
         names.update((row["_id"], row["city"]) for row in db[CITIES].find({"_id": {"$in": batch}}, {"city": 1}))
     return names

@@ -98,8 +98,9 @@ class SheetTitles:
 
     @staticmethod
     def base(city: str) -> str:
-        clean = "".join(" " if char in _TITLE_FORBIDDEN or unicodedata.category(char)[0] == "C" else char
-                        for char in city)
+        clean = "".join(
+            " " if char in _TITLE_FORBIDDEN or unicodedata.category(char)[0] == "C" else char for char in city
+        )
         clean = " ".join(clean.split()).strip("'").strip()
         if _utf16_len(clean) > TITLE_MAX:
             head = _cut(clean, 19).rstrip()
@@ -158,12 +159,20 @@ class _CityRows:
 
     def registration(self, row: int, name, city: str, city_xml: str | None, created, link) -> None:
         """One registration's row; city_xml: the city escaped, None when it is not plain."""
-        if (city_xml is not None and self.date_style is not None and type(created) is datetime
-                and created.tzinfo is None and _plain(name) and _plain(link)):
-            self.raw(f'<row r="{row}"><c r="A{row}" t="inlineStr"><is><t>{_escape(name)}</t></is></c>'
-                     f'<c r="B{row}" t="inlineStr"><is><t>{city_xml}</t></is></c>'
-                     f'<c r="C{row}" s="{self.date_style}" t="n"><v>{to_excel(created, self.epoch):.16g}</v></c>'
-                     f'<c r="D{row}" t="inlineStr"><is><t>{_escape(link)}</t></is></c></row>')
+        if (
+            city_xml is not None
+            and self.date_style is not None
+            and type(created) is datetime
+            and created.tzinfo is None
+            and _plain(name)
+            and _plain(link)
+        ):
+            self.raw(
+                f'<row r="{row}"><c r="A{row}" t="inlineStr"><is><t>{_escape(name)}</t></is></c>'
+                f'<c r="B{row}" t="inlineStr"><is><t>{city_xml}</t></is></c>'
+                f'<c r="C{row}" s="{self.date_style}" t="n"><v>{to_excel(created, self.epoch):.16g}</v></c>'
+                f'<c r="D{row}" t="inlineStr"><is><t>{_escape(link)}</t></is></c></row>'
+            )
             return
         if self.date_style is None and isinstance(created, datetime):
             self.date_style = str(WriteOnlyCell(self.sheet, value=created).style_id)
@@ -242,6 +251,7 @@ class _StreamingExcelWriter(ExcelWriter):
 
 def _extended_properties():
     from openpyxl.packaging.extended import ExtendedProperties  # as openpyxl imports it: late
+
     return ExtendedProperties().to_tree()
 
 
@@ -307,14 +317,21 @@ class ReportStream:
         self.started = time.perf_counter()
         self.photo_link = photo_link
         with track_dependency("mongodb", "city_totals"):
-            self.cities = sorted((c for c in records.city_totals(db) if city_key is None or c["city_key"] == city_key),
-                                 key=lambda c: c["city_key"])  # the order of the scan
+            self.cities = sorted(
+                (c for c in records.city_totals(db) if city_key is None or c["city_key"] == city_key),
+                key=lambda c: c["city_key"],
+            )  # the order of the scan
         # One scan in (city, time) order, the compound index's order, rather than a query per
         # city (which costs a pass over the collection on a server that does not use that index).
         naive_utc = db[records.REGISTRATIONS].with_options(codec_options=CodecOptions(tz_aware=False))
         query = {"city_key": city_key} if city_key else {}
-        self.scan = _Scan(lambda: naive_utc.find(query, {"name": 1, "created_at": 1, "city_key": 1})
-                          .sort([("city_key", ASCENDING), ("created_at", ASCENDING)]).batch_size(SCAN_BATCH))
+        self.scan = _Scan(
+            lambda: (
+                naive_utc.find(query, {"name": 1, "created_at": 1, "city_key": 1})
+                .sort([("city_key", ASCENDING), ("created_at", ASCENDING)])
+                .batch_size(SCAN_BATCH)
+            )
+        )
 
     def close(self) -> None:
         self.scan.close()
@@ -335,8 +352,7 @@ class ReportStream:
                     close()
             raise
 
-    def _write(self, workbook: Workbook, archive: zipfile.ZipFile, spout: _Spout, open_sheet: list
-               ) -> Iterator[bytes]:
+    def _write(self, workbook: Workbook, archive: zipfile.ZipFile, spout: _Spout, open_sheet: list) -> Iterator[bytes]:
         summary = workbook.create_sheet("Summary")
         summary._id = 1
         writer = _StreamingExcelWriter(workbook, archive)
@@ -376,8 +392,9 @@ class ReportStream:
                 name_xml = _escape(name) if _plain(name) else None
                 if group is not None and group[0] == city["city_key"]:
                     for count, doc in enumerate(group[1], start=1):
-                        rows.registration(count + 1, doc["name"], name, name_xml, doc["created_at"],
-                                          self.photo_link(doc["_id"]))
+                        rows.registration(
+                            count + 1, doc["name"], name, name_xml, doc["created_at"], self.photo_link(doc["_id"])
+                        )
                         if spout.size >= CHUNK:
                             yield spout.take()
                     group = next(groups, None)

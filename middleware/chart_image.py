@@ -19,7 +19,7 @@ def short_label(name: str, limit: int = LABEL_MAX) -> str:
     if len(name) <= limit:
         return name
     head = (limit - 1) * 2 // 3
-    return f"{name[:head].rstrip()}…{name[-(limit - 1 - head):].lstrip()}"
+    return f"{name[:head].rstrip()}…{name[-(limit - 1 - head) :].lstrip()}"
 
 
 def bars(cities: list[dict], limit: int = MAX_BARS) -> list[tuple[str, int]]:

@@ -20,7 +20,7 @@ LONG = 200  # characters, past what the API takes today: names stored by another
 
 def _names(tag: str) -> list[str]:
     prefix = f"Ciudad {tag} de un nombre tan largo que comparte su comienzo con muchas otras ciudades " * 3
-    names = [f"{prefix[:LONG - 6]} n{n:04d}" for n in range(1100)]  # 200 characters, one prefix
+    names = [f"{prefix[: LONG - 6]} n{n:04d}" for n in range(1100)]  # 200 characters, one prefix
     for n in range(5):  # same title once the characters Excel refuses are gone
         names += [f"Scale {tag} [Norte]: {n}", f"Scale {tag} /Norte/ {n}"]
     names += [f"'Scale {tag} quoted'", f"=Scale {tag} formula", "History"]
@@ -38,16 +38,23 @@ def many_cities(stack):
     docs, totals = [], {}
     for number, name in enumerate(names):
         for copy in range(1 + (number % 7 == 0)):
-            docs.append({"_id": secrets.token_hex(16), "name": f"Person {number}-{copy}", "city": name,
-                         "city_key": city_key(name), "photo_key": "00/none.jpg",
-                         "created_at": now - timedelta(seconds=copy)})
+            docs.append(
+                {
+                    "_id": secrets.token_hex(16),
+                    "name": f"Person {number}-{copy}",
+                    "city": name,
+                    "city_key": city_key(name),
+                    "photo_key": "00/none.jpg",
+                    "created_at": now - timedelta(seconds=copy),
+                }
+            )
         totals[name] = 1 + (number % 7 == 0)
     keys = [city_key(name) for name in names]
     stack.db[records.CITIES].insert_many([{"_id": key, "city": name} for key, name in zip(keys, names, strict=True)])
     stack.db[records.REGISTRATIONS].insert_many(docs)
     yield totals
     for start in range(0, len(keys), 500):
-        batch = keys[start:start + 500]
+        batch = keys[start : start + 500]
         stack.db[records.REGISTRATIONS].delete_many({"city_key": {"$in": batch}})
         stack.db[records.CITIES].delete_many({"_id": {"$in": batch}})
 
@@ -59,8 +66,13 @@ def _report(http, stack):
 
 
 def _valid_title(title: str) -> bool:
-    return (0 < len(title.encode("utf-16-le")) // 2 <= 31 and not set(title) & set("[]:*?/\\")
-            and not title.startswith("'") and not title.endswith("'") and title.casefold() != "history")
+    return (
+        0 < len(title.encode("utf-16-le")) // 2 <= 31
+        and not set(title) & set("[]:*?/\\")
+        and not title.startswith("'")
+        and not title.endswith("'")
+        and title.casefold() != "history"
+    )
 
 
 def test_the_report_lists_every_city_under_a_valid_unique_sheet_title(http, stack, many_cities):

@@ -19,8 +19,22 @@ from common import gunicorn_conf, records
 from instance import report
 
 # names that take every path of the row writer: plain, escaped, spaced, formula-like, error-like
-NAMES = ["Person {}", "Ana & Luis <{}>", " Leading {}", "Trailing {} ", "=SUM({})", "#N/A", "Ñandú 😀 {}",
-         "tab\tinside {}", "nbsp {}\u00a0", "+{}", "-{}", "@{}", "# {}", "line\nbreak {}"]
+NAMES = [
+    "Person {}",
+    "Ana & Luis <{}>",
+    " Leading {}",
+    "Trailing {} ",
+    "=SUM({})",
+    "#N/A",
+    "Ñandú 😀 {}",
+    "tab\tinside {}",
+    "nbsp {}\u00a0",
+    "+{}",
+    "-{}",
+    "@{}",
+    "# {}",
+    "line\nbreak {}",
+]
 
 
 class FakeRegistrations:
@@ -28,11 +42,17 @@ class FakeRegistrations:
     `gate`, when given, holds the scan back (a database still sorting) until it is set;
     `fail_after` makes the scan raise after that many documents (a database gone mid-scan)."""
 
-    def __init__(self, cities: int, per_city: int, gate: threading.Event | None = None,
-                 fail_after: int | None = None):
-        self.docs = [{"_id": f"city{c:04d}-{n}", "name": NAMES[n % len(NAMES)].format(n), "city_key": f"city {c:04d}",
-                      "created_at": datetime(2026, 1, 1, 8, n % 60, n % 60, n * 7919 % 1_000_000)}
-                     for c in range(cities) for n in range(per_city)]
+    def __init__(self, cities: int, per_city: int, gate: threading.Event | None = None, fail_after: int | None = None):
+        self.docs = [
+            {
+                "_id": f"city{c:04d}-{n}",
+                "name": NAMES[n % len(NAMES)].format(n),
+                "city_key": f"city {c:04d}",
+                "created_at": datetime(2026, 1, 1, 8, n % 60, n % 60, n * 7919 % 1_000_000),
+            }
+            for c in range(cities)
+            for n in range(per_city)
+        ]
         self.gate = gate
         self.fail_after = fail_after
         self.closed = threading.Event()
@@ -138,8 +158,14 @@ def test_the_sheets_are_exactly_those_openpyxl_saves_itself(monkeypatch):
         sheet.append(report.HEADER)
         for doc in (doc for doc in collection.docs if doc["city_key"] == f"city {n:04d}"):
             # what openpyxl writes by itself, text kept text as the report promises
-            sheet.append([_as_text(sheet, doc["name"]), _as_text(sheet, city), doc["created_at"],
-                          f"https://x/{doc['_id']}?a=1&b=<2>"])
+            sheet.append(
+                [
+                    _as_text(sheet, doc["name"]),
+                    _as_text(sheet, city),
+                    doc["created_at"],
+                    f"https://x/{doc['_id']}?a=1&b=<2>",
+                ]
+            )
         sheet.append([])
         sheet.append(["Total", per_city])
     summary.append(report.SUMMARY_HEADER)
@@ -158,9 +184,9 @@ def test_the_sheets_are_exactly_those_openpyxl_saves_itself(monkeypatch):
     assert workbook.sheetnames == ["Summary", *TITLES]
     assert workbook["Summary"]["C2"].hyperlink.location == f"'{TITLES[0]}'!A1"
     sheet = workbook[TITLES[1]]
-    assert [cell.value for cell in sheet["A"][1:1 + len(NAMES)]] == [name.format(n) for n, name in enumerate(NAMES)]
-    assert all(cell.data_type == "s" for cell in sheet["A"][1:1 + len(NAMES)])
-    assert all(cell.is_date for cell in sheet["C"][1:1 + per_city])
+    assert [cell.value for cell in sheet["A"][1 : 1 + len(NAMES)]] == [name.format(n) for n, name in enumerate(NAMES)]
+    assert all(cell.data_type == "s" for cell in sheet["A"][1 : 1 + len(NAMES)])
+    assert all(cell.is_date for cell in sheet["C"][1 : 1 + per_city])
     assert sheet["B2"].value == CITY_NAMES[1]
 
 
@@ -190,22 +216,30 @@ def test_a_scan_that_fails_fails_the_stream(monkeypatch):
         _read(body)
 
 
-@pytest.mark.parametrize(("city", "title"), [
-    ("Quito", "Quito"),
-    ("Santa Cruz [Norte]/Sur: a*b?c\\d", "Santa Cruz Norte Sur a b c d"),
-    ("'Quoted'", "Quoted"),
-    ("History", "History (2)"),
-    ("summary", "summary (2)"),
-    ("\t", "City"),
-    ("San Francisco de Quito, capital de la República", "San Francisco de Qu…a República"),
-])
+@pytest.mark.parametrize(
+    ("city", "title"),
+    [
+        ("Quito", "Quito"),
+        ("Santa Cruz [Norte]/Sur: a*b?c\\d", "Santa Cruz Norte Sur a b c d"),
+        ("'Quoted'", "Quoted"),
+        ("History", "History (2)"),
+        ("summary", "summary (2)"),
+        ("\t", "City"),
+        ("San Francisco de Quito, capital de la República", "San Francisco de Qu…a República"),
+    ],
+)
 def test_sheet_titles_follow_excels_rules(city, title):
     assert report.SheetTitles()(city) == title
 
 
 def _valid(title: str) -> bool:
-    return (0 < len(title.encode("utf-16-le")) // 2 <= 31 and not set(title) & set("[]:*?/\\")
-            and title[0] != "'" and title[-1] != "'" and title.casefold() != "history")
+    return (
+        0 < len(title.encode("utf-16-le")) // 2 <= 31
+        and not set(title) & set("[]:*?/\\")
+        and title[0] != "'"
+        and title[-1] != "'"
+        and title.casefold() != "history"
+    )
 
 
 def test_thousands_of_long_names_sharing_a_prefix_get_unique_valid_titles():
