@@ -82,6 +82,20 @@ def city_totals(db: Database) -> list[dict]:
     """[{"city", "city_key", "total"}] for every city with registrations, by display name."""
     totals = db[REGISTRATIONS].aggregate([{"$group": {"_id": "$city_key", "total": {"$sum": 1}}}])
     counts = {row["_id"]: row["total"] for row in totals if row["_id"]}
-    names = {row["_id"]: row["city"] for row in db[CITIES].find({"_id": {"$in": list(counts)}})}
+    names = display_names(db, list(counts))
     rows = [{"city": names.get(key, key.title()), "city_key": key, "total": n} for key, n in counts.items()]
     return sorted(rows, key=lambda row: (row["city"].casefold(), row["city_key"]))
+
+
+# Keys per look-up of display names: one query with every key would grow with the number of
+# cities past the server's limits (a 16 MB BSON command); a few hundred keys stay far below.
+NAMES_BATCH = 500
+
+
+def display_names(db: Database, keys: list[str]) -> dict[str, str]:
+    """{city key: the first spelling seen} for these keys, looked up a batch of keys at a time."""
+    names: dict[str, str] = {}
+    for start in range(0, len(keys), NAMES_BATCH):
+        batch = keys[start : start + NAMES_BATCH]
+        names.update((row["_id"], row["city"]) for row in db[CITIES].find({"_id": {"$in": batch}}, {"city": 1}))
+    return names

@@ -1,30 +1,56 @@
-"""The per-city XLSX report, built row by row and never held in memory.
+"""The per-city XLSX report, streamed to the client while it is written.
 
-openpyxl's write-only mode spools each sheet to a temporary file as rows are appended, so
-memory stays flat however many registrations there are. Each city sheet is closed as soon as
-its rows are written, so a report holds two spool files open whatever the number of cities.
-The finished workbook goes to a temporary file that has no name on disk (unlinked as it is
-created, in a directory only this process can read), so nothing is left behind even when the
-worker is killed, and is sent in chunks. The summary sheet comes first in the workbook but is
-filled last, from the rows actually written, so its totals always match the city sheets.
+An XLSX file is a ZIP of XML parts. The ZIP is written to a stream that cannot seek (zipfile
+then puts each entry's sizes in a data descriptor after its data), so its bytes can leave as
+soon as they are compressed: nothing is written to disk, and what is held in memory is the
+rows of a few database batches and the bytes not yet handed to the server. The parts that do
+not depend on the data (document properties, theme) go first, so the client gets its first
+bytes at once even while the database is still sorting the scan.
+
+openpyxl writes every sheet: its own write-only worksheet serialises the cells (the same
+cells, types and escaping as a workbook it saves itself), but the sheet's XML goes straight
+into its ZIP entry instead of a spool file that save() copies later. The Summary sheet comes
+first in the workbook but its entry is written last, from the rows actually written, so its
+totals always match the city sheets; it links every city to its sheet, since a sheet title
+(31 characters at most) cannot always hold the city's whole name.
+
+A reader thread scans the database into a small bounded queue while the response writes, so
+the database's work and the workbook's overlap.
 """
 
-import atexit
-import os
+import contextlib
+import queue
 import re
-import shutil
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
+import unicodedata
+import zipfile
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from itertools import groupby
-from operator import itemgetter
-from typing import BinaryIO
 
 from bson.codec_options import CodecOptions
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ERROR_CODES
+from openpyxl.drawing.spreadsheet_drawing import SpreadsheetDrawing
+from openpyxl.styles.stylesheet import write_stylesheet
+from openpyxl.utils.datetime import to_excel
+from openpyxl.workbook._writer import WorkbookWriter
+from openpyxl.worksheet._writer import WorksheetWriter
+from openpyxl.worksheet.hyperlink import Hyperlink
+from openpyxl.writer.excel import ExcelWriter
+from openpyxl.writer.theme import theme_xml
+from openpyxl.xml.constants import (
+    ARC_APP,
+    ARC_CORE,
+    ARC_ROOT_RELS,
+    ARC_STYLE,
+    ARC_THEME,
+    ARC_WORKBOOK,
+    ARC_WORKBOOK_RELS,
+)
+from openpyxl.xml.functions import tostring
 from pymongo import ASCENDING
 from pymongo.database import Database
 
@@ -32,20 +58,65 @@ from common import records
 from common.metrics import REPORT_ROWS, REPORT_SECONDS, track_dependency
 
 HEADER = ["Name", "City", "Registered at (UTC)", "Photo link"]
-_SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
-CHUNK = 64 * 1024
-_private_dir: str | None = None
-_private_dir_lock = threading.Lock()
+SUMMARY_HEADER = ["City", "Total", "Sheet"]
+CHUNK = 64 * 1024  # bytes handed to the server at a time
+SCAN_BATCH = 5000  # documents per database round trip and per queue item
+SCAN_DEPTH = 2  # batches read ahead: bounds memory (a batch is ~5 MB of documents); the writer is faster
+
+# Excel's rules for sheet names: at most 31 UTF-16 code units, none of these characters, not
+# starting or ending with an apostrophe, unique ignoring case, and "History" is reserved.
+TITLE_MAX = 31
+_TITLE_FORBIDDEN = set("[]:*?/\\")
+_TITLE_RESERVED = {"history", "summary"}  # Summary is ours
 
 
-def private_dir() -> str:
-    """This process's own 0700 directory (mkdtemp), removed when it exits."""
-    global _private_dir
-    with _private_dir_lock:
-        if _private_dir is None or not os.path.isdir(_private_dir):
-            _private_dir = tempfile.mkdtemp(prefix="reports-")
-            atexit.register(shutil.rmtree, _private_dir, True)
-        return _private_dir
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _cut(text: str, units: int, from_end: bool = False) -> str:
+    """The longest start (or end) of text within `units` UTF-16 code units, never half a pair."""
+    chars = reversed(text) if from_end else iter(text)
+    kept, used = [], 0
+    for char in chars:
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > units:
+            break
+        kept.append(char)
+    return "".join(reversed(kept)) if from_end else "".join(kept)
+
+
+class SheetTitles:
+    """Gives each city a sheet title Excel accepts, unique within one workbook.
+
+    A long name keeps its start and its end ("Santo Domingo de …Tsáchilas"): cities that share
+    a long prefix usually differ at the end. Collisions get a number ("Quito (2)")."""
+
+    def __init__(self):
+        self.taken: set[str] = set(_TITLE_RESERVED)
+        self.next_number: dict[str, int] = {}
+
+    @staticmethod
+    def base(city: str) -> str:
+        clean = "".join(
+            " " if char in _TITLE_FORBIDDEN or unicodedata.category(char)[0] == "C" else char for char in city
+        )
+        clean = " ".join(clean.split()).strip("'").strip()
+        if _utf16_len(clean) > TITLE_MAX:
+            head = _cut(clean, 19).rstrip()
+            clean = f"{head}…{_cut(clean, TITLE_MAX - _utf16_len(head) - 1, from_end=True).lstrip()}"
+        return clean.strip("'").strip() or "City"
+
+    def __call__(self, city: str) -> str:
+        base = self.base(city)
+        title = base
+        while title.casefold() in self.taken:
+            number = self.next_number.get(base.casefold(), 2)
+            self.next_number[base.casefold()] = number + 1
+            suffix = f" ({number})"
+            title = _cut(base, TITLE_MAX - len(suffix)).rstrip().rstrip("'") + suffix
+        self.taken.add(title.casefold())
+        return title
 
 
 def _text(sheet, value: str):
@@ -59,84 +130,296 @@ def _text(sheet, value: str):
     return cell
 
 
-def _sheet_title(city: str, taken: set[str]) -> str:
-    """Excel sheet names: at most 31 characters, none of []:*?/\\, unique ignoring case."""
-    base = _SHEET_FORBIDDEN.sub(" ", city).strip("' ")[:28] or "City"
-    title, n = base, 2
-    while title.casefold() in taken or title.casefold() == "summary":
-        title = f"{base[:27]} {n}"
-        n += 1
-    taken.add(title.casefold())
-    return title
+def _link_to(sheet, title: str):
+    cell = WriteOnlyCell(sheet, value=title)
+    cell.data_type = "s"  # a title can be "=…" too: always text
+    quoted = title.replace("'", "''")
+    cell.hyperlink = Hyperlink(ref="", location=f"'{quoted}'!A1", display=title)
+    return cell
 
 
-def build(db: Database, photo_link, city_key: str | None = None) -> BinaryIO:
-    """Write the workbook to an unnamed temporary file and return it, rewound (the caller closes it)."""
-    scope = "city" if city_key else "all"
-    started = time.perf_counter()
-    # cities in key order, the order of the one scan below
-    cities = sorted((c for c in records.city_totals(db) if city_key is None or c["city_key"] == city_key),
-                    key=itemgetter("city_key"))
-    workbook = Workbook(write_only=True)
-    summary = workbook.create_sheet("Summary")
-    taken: set[str] = set()
-    written: list[tuple[str, int]] = []
-    # One scan in (city, time) order, the compound index's order, rather than a query per city
-    # (which costs a pass over the collection on a server that does not use that index).
-    naive_utc = db[records.REGISTRATIONS].with_options(codec_options=CodecOptions(tz_aware=False))
-    query = {"city_key": city_key} if city_key else {}
-    with (track_dependency("mongodb", "report_scan"),
-          naive_utc.find(query, {"name": 1, "created_at": 1, "city_key": 1})
-          .sort([("city_key", ASCENDING), ("created_at", ASCENDING)]).batch_size(2000) as cursor):
-        # a record without a usable key (never written by this code) sorts apart and is skipped
-        groups = groupby(cursor, key=lambda doc: doc.get("city_key") if isinstance(doc.get("city_key"), str) else "")
-        group = next(groups, None)
-        for city in cities:
-            while group is not None and group[0] < city["city_key"]:
-                group = next(groups, None)  # a city first registered after the totals were read
-            sheet = workbook.create_sheet(_sheet_title(city["city"], taken))
-            sheet.append(HEADER)
-            count = 0
-            if group is not None and group[0] == city["city_key"]:
-                for doc in group[1]:  # a text cell is used up by its row: one per row
-                    sheet.append([_text(sheet, doc["name"]), _text(sheet, city["city"]), doc["created_at"],
-                                  photo_link(doc["_id"])])
-                    count += 1
-                group = next(groups, None)
-            sheet.append([])
-            sheet.append(["Total", count])
-            sheet.close()  # releases its spool file's descriptor: one per city would run out of them
-            written.append((city["city"], count))
+class _CityRows:
+    """Writes a city sheet's rows inside its <sheetData>, the bulk of the report's work.
 
-    summary.append(["City", "Total"])
-    for name, count in written:
-        summary.append([_text(summary, name), count])
-    summary.append(["All cities", sum(count for _, count in written)])
+    A registration row whose values are plain (text with no leading or trailing space, no
+    character XML refuses, not "=…" nor "#…", and a naive datetime) is formatted here in one
+    go, to the very bytes openpyxl writes for it (the unit tests compare them); any other row
+    goes through openpyxl cell by cell. openpyxl's own path costs about ten times more per row."""
 
-    # unlinked as it is opened (or never named, with O_TMPFILE): closing it is deleting it
-    out = tempfile.TemporaryFile(prefix="report-", suffix=".xlsx", dir=private_dir())  # noqa: SIM115 - returned
-    try:
-        workbook.save(out)
-        out.seek(0)
-    except BaseException:
-        out.close()
-        raise
-    REPORT_SECONDS.labels(scope).observe(time.perf_counter() - started)
-    REPORT_ROWS.labels(scope).observe(sum(count for _, count in written))
-    return out
+    def __init__(self, sheet, xf):
+        self.sheet = sheet
+        self.xf = xf
+        self.raw = xf._file  # the sheet's text stream, under the element openpyxl has open
+        self.epoch = sheet.parent.epoch
+        self.date_style: str | None = None  # registered with the first date, as openpyxl does
+
+    def cells(self, row: int, values: list) -> None:
+        writer = self.sheet._writer
+        writer.write_row(self.xf, self.sheet._values_to_row(values, row), row)
+
+    def registration(self, row: int, name, city: str, city_xml: str | None, created, link) -> None:
+        """One registration's row; city_xml: the city escaped, None when it is not plain."""
+        if (
+            city_xml is not None
+            and self.date_style is not None
+            and type(created) is datetime
+            and created.tzinfo is None
+            and _plain(name)
+            and _plain(link)
+        ):
+            self.raw(
+                f'<row r="{row}"><c r="A{row}" t="inlineStr"><is><t>{_escape(name)}</t></is></c>'
+                f'<c r="B{row}" t="inlineStr"><is><t>{city_xml}</t></is></c>'
+                f'<c r="C{row}" s="{self.date_style}" t="n"><v>{to_excel(created, self.epoch):.16g}</v></c>'
+                f'<c r="D{row}" t="inlineStr"><is><t>{_escape(link)}</t></is></c></row>'
+            )
+            return
+        if self.date_style is None and isinstance(created, datetime):
+            self.date_style = str(WriteOnlyCell(self.sheet, value=created).style_id)
+        self.cells(row, [_text(self.sheet, name), _text(self.sheet, city), created, link])
 
 
-class TemporaryFileBody:
-    """A WSGI body that sends the file in chunks and closes (so deletes) it when the server
-    closes the body, which the server does even when the client went away before the first byte."""
+# text openpyxl writes as it is: no control character XML refuses (openpyxl raises on those),
+# no formula or error code, no surrounding space (xml:space="preserve" then), not empty
+_NOT_PLAIN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]|\A[\s=#]|\s\Z")
 
-    def __init__(self, handle: BinaryIO):
-        self.handle = handle
-        self.size = os.fstat(handle.fileno()).st_size
 
-    def __iter__(self) -> Iterator[bytes]:
-        while chunk := self.handle.read(CHUNK):
-            yield chunk
+def _plain(value) -> bool:
+    return type(value) is str and 0 < len(value) <= 32767 and _NOT_PLAIN.search(value) is None
+
+
+def _escape(text: str) -> str:
+    # what ElementTree escapes in text, in its order
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+class _Spout:
+    """The ZIP's output: bytes kept until the response takes them. No tell() or seek(), so
+    zipfile writes the stream form (data descriptors)."""
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = b"".join(self.parts)
+        self.parts.clear()
+        self.size = 0
+        return data
+
+
+class _StreamingExcelWriter(ExcelWriter):
+    """openpyxl's ExcelWriter for sheets whose entries are already in the archive.
+
+    save() writes the parts in one go; here the parts that need nothing from the sheets go
+    first and the rest after the last sheet. Only what this report uses (no charts, images,
+    comments, external links or macros), following openpyxl 3.1's write_data."""
+
+    def write_head(self) -> None:
+        self._archive.writestr(ARC_APP, tostring(_extended_properties()))
+        self._archive.writestr(ARC_CORE, tostring(self.workbook.properties.to_tree()))
+        self._archive.writestr(ARC_THEME, theme_xml)
+
+    def write_worksheet(self, ws) -> None:
+        ws._drawing = SpreadsheetDrawing()
+        ws._rels = ws._writer._rels
+        self.manifest.append(ws)
+
+    def write_tail(self) -> None:
+        self._write_worksheets()
+        self._archive.writestr(ARC_STYLE, tostring(write_stylesheet(self.workbook)))
+        writer = WorkbookWriter(self.workbook)
+        self._archive.writestr(ARC_ROOT_RELS, writer.write_root_rels())
+        self._archive.writestr(ARC_WORKBOOK, writer.write())
+        self._archive.writestr(ARC_WORKBOOK_RELS, writer.write_rels())
+        self.manifest._write(self._archive, self.workbook)
+
+
+def _extended_properties():
+    from openpyxl.packaging.extended import ExtendedProperties  # as openpyxl imports it: late
+
+    return ExtendedProperties().to_tree()
+
+
+class _Scan:
+    """The report's one database scan, read ahead by a thread into a bounded queue."""
+
+    _END = object()
+
+    def __init__(self, cursor_factory: Callable):
+        self._queue: queue.Queue = queue.Queue(SCAN_DEPTH)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(cursor_factory,), name="report-scan", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self, cursor_factory: Callable) -> None:
+        try:
+            with track_dependency("mongodb", "report_scan"), cursor_factory() as cursor:
+                batch = []
+                for doc in cursor:
+                    batch.append(doc)
+                    if len(batch) == SCAN_BATCH:
+                        if not self._put(batch):
+                            return  # the client went away: the with-block closes the cursor
+                        batch = []
+                if batch and not self._put(batch):
+                    return
+            self._put(self._END)
+        except Exception as error:  # handed to the writer, which raises it in the request
+            self._put(error)
+
+    def __iter__(self) -> Iterator[dict]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield from item
 
     def close(self) -> None:
-        self.handle.close()
+        self._stopped.set()
+        self._thread.join(timeout=5)
+
+
+class ReportStream:
+    """The workbook as a WSGI body: an iterable of byte chunks with close().
+
+    Creating it reads the city totals (so a database that is down is a 503 before any byte)
+    and starts the scan; iterating it writes and yields the file. The server calls close()
+    even when the client went away, which stops the scan."""
+
+    def __init__(self, db: Database, photo_link: Callable[[str], str], city_key: str | None = None):
+        self.scope = "city" if city_key else "all"
+        self.started = time.perf_counter()
+        self.photo_link = photo_link
+        with track_dependency("mongodb", "city_totals"):
+            self.cities = sorted(
+                (c for c in records.city_totals(db) if city_key is None or c["city_key"] == city_key),
+                key=lambda c: c["city_key"],
+            )  # the order of the scan
+        # One scan in (city, time) order, the compound index's order, rather than a query per
+        # city (which costs a pass over the collection on a server that does not use that index).
+        naive_utc = db[records.REGISTRATIONS].with_options(codec_options=CodecOptions(tz_aware=False))
+        query = {"city_key": city_key} if city_key else {}
+        self.scan = _Scan(
+            lambda: (
+                naive_utc.find(query, {"name": 1, "created_at": 1, "city_key": 1})
+                .sort([("city_key", ASCENDING), ("created_at", ASCENDING)])
+                .batch_size(SCAN_BATCH)
+            )
+        )
+
+    def close(self) -> None:
+        self.scan.close()
+
+    def __iter__(self) -> Iterator[bytes]:
+        spout = _Spout()
+        workbook = Workbook(write_only=True)
+        workbook.properties.modified = datetime.now(UTC).replace(tzinfo=None)
+        archive = zipfile.ZipFile(spout, "w", zipfile.ZIP_DEFLATED)
+        open_sheet: list = []  # the sheet being written and its ZIP entry, to finish if the client leaves
+        try:
+            yield from self._write(workbook, archive, spout, open_sheet)
+        except BaseException:
+            # The client went away (GeneratorExit) or the scan failed: finish the parts quietly
+            # into the spout, which nobody reads any more, so nothing complains when collected.
+            for close in [*open_sheet, archive.close]:
+                with contextlib.suppress(Exception):  # best effort on a stream already lost
+                    close()
+            raise
+
+    def _write(self, workbook: Workbook, archive: zipfile.ZipFile, spout: _Spout, open_sheet: list) -> Iterator[bytes]:
+        summary = workbook.create_sheet("Summary")
+        summary._id = 1
+        writer = _StreamingExcelWriter(workbook, archive)
+        writer.write_head()
+        yield spout.take()
+
+        def start(sheet, own_rows: bool = False):
+            entry = archive.open(sheet.path[1:], "w")
+            # a city sheet's rows are written by _CityRows, the Summary's by the sheet itself
+            open_sheet[:] = [(lambda: sheet._writer.close()) if own_rows else sheet.close, entry.close]
+            sheet._writer = WorksheetWriter(sheet, out=entry)
+            sheet._writer.write_top()
+
+        def finish():
+            for close in open_sheet:
+                close()
+            open_sheet.clear()
+
+        titles = SheetTitles()
+        written: list[tuple[str, int, str]] = []
+        # a record without a usable key (never written by this code) sorts apart and is skipped
+        groups = groupby(self.scan, key=lambda doc: doc.get("city_key") if isinstance(doc.get("city_key"), str) else "")
+        group = next(groups, None)
+        for number, city in enumerate(self.cities, start=2):
+            while group is not None and group[0] < city["city_key"]:
+                group = next(groups, None)  # a city first registered after the totals were read
+            title = titles(city["city"])
+            sheet = workbook.create_sheet(title)
+            sheet._id = number
+            start(sheet, own_rows=True)
+            xf = sheet._writer.xf.send(True)
+            with xf.element("sheetData"):
+                rows = _CityRows(sheet, xf)
+                rows.cells(1, HEADER)
+                count = 0
+                name = city["city"]
+                name_xml = _escape(name) if _plain(name) else None
+                if group is not None and group[0] == city["city_key"]:
+                    for count, doc in enumerate(group[1], start=1):
+                        rows.registration(
+                            count + 1, doc["name"], name, name_xml, doc["created_at"], self.photo_link(doc["_id"])
+                        )
+                        if spout.size >= CHUNK:
+                            yield spout.take()
+                    group = next(groups, None)
+                rows.cells(count + 2, [])
+                rows.cells(count + 3, ["Total", count])
+            sheet._writer.xf.send(None)
+            sheet._writer.write_tail()
+            finish()
+            written.append((city["city"], count, title))
+            if spout.size >= CHUNK:
+                yield spout.take()
+
+        start(summary)
+        summary.append(SUMMARY_HEADER)
+        for name, count, title in written:
+            summary.append([_text(summary, name), count, _link_to(summary, title)])
+        summary.append(["All cities", sum(count for _, count, _ in written)])
+        finish()
+        writer.write_tail()
+        archive.close()
+        yield spout.take()
+        REPORT_SECONDS.labels(self.scope).observe(time.perf_counter() - self.started)
+        REPORT_ROWS.labels(self.scope).observe(sum(count for _, count, _ in written))
+
+
+def stream_xlsx(db: Database, photo_link: Callable[[str], str], city_key: str | None = None) -> ReportStream:
+    """The report for every city, or for one city key: see ReportStream."""
+    return ReportStream(db, photo_link, city_key)

@@ -33,14 +33,14 @@ def cities_xlsx():
         return prefix + registration_id + after
 
     try:
-        body = report.TemporaryFileBody(report.build(get_db(), photo_link, key))
+        body = report.stream_xlsx(get_db(), photo_link, key)
     except PyMongoError:
         raise ApiError(503, "database_unavailable", "The registration database is unavailable right now.") from None
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     label = "".join(c if c.isascii() and c.isalnum() else "-" for c in key)[:40] if key else "all-cities"
+    # streamed as it is written: no Content-Length, the server sends it chunked
     response = Response(body, mimetype=XLSX, direct_passthrough=True)
     response.headers["Content-Disposition"] = f'attachment; filename="registrations-{label}-{stamp}.xlsx"'
-    response.headers["Content-Length"] = str(body.size)
     response.headers["Cache-Control"] = "private, no-store"
     return response

@@ -10,6 +10,16 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 # thousands of bars are unreadable and slow to draw: the largest cities, the rest as one bar
 MAX_BARS = 30
+# a long name would take the picture's width from the bars: its start and end are enough
+# to tell it apart (the chart JSON and the report keep the whole name)
+LABEL_MAX = 40
+
+
+def short_label(name: str, limit: int = LABEL_MAX) -> str:
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) * 2 // 3
+    return f"{name[:head].rstrip()}…{name[-(limit - 1 - head) :].lstrip()}"
 
 
 def bars(cities: list[dict], limit: int = MAX_BARS) -> list[tuple[str, int]]:
@@ -30,7 +40,7 @@ def figure(chart: dict) -> Figure:
     axes = fig.subplots()
     # numeric positions, not categories: two bars never merge, and labels stay plain Text we control
     drawn = axes.barh(range(len(rows)), [total for _, total in rows], color="#2f6db5")
-    axes.set_yticks(range(len(rows)), labels=[name for name, _ in rows])
+    axes.set_yticks(range(len(rows)), labels=[short_label(name) for name, _ in rows])
     for label in axes.get_yticklabels():
         label.set_parse_math(False)  # a "$" in a city name is text, not mathtext (which can raise)
     axes.bar_label(drawn, padding=3)

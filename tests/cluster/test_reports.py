@@ -21,9 +21,10 @@ def _report(http, stack, **params):
 
 def _summary(workbook) -> dict[str, int]:
     rows = list(workbook["Summary"].iter_rows(values_only=True))
-    assert rows[0] == ("City", "Total")
+    assert rows[0] == ("City", "Total", "Sheet")
     assert rows[-1][0] == "All cities"
-    return {city: total for city, total in rows[1:-1]}
+    assert all(title in workbook.sheetnames for _, _, title in rows[1:-1])
+    return {city: total for city, total, _ in rows[1:-1]}
 
 
 def _city_rows(workbook, title):
@@ -54,6 +55,19 @@ def test_report_lists_every_registration_per_city_with_totals(http, stack):
     assert [row[3].rsplit("/", 2)[-2] for row in rows] == ids  # admin photo links, in order
     grand = list(workbook["Summary"].iter_rows(values_only=True))[-1][1]
     assert grand == sum(totals.values())
+
+
+def test_report_is_streamed_through_nginx_and_the_middleware(http, stack):
+    register(http, stack, city=f"Stream {uuid.uuid4().hex[:8]}")
+    with http.get(f"{stack.url}/api/reports/cities.xlsx", auth=stack.admin, timeout=120, stream=True) as response:
+        assert response.status_code == 200
+        # written as it is sent: no length known up front
+        assert "Content-Length" not in response.headers
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        assert response.headers["X-Served-By"].startswith("instance-")
+        data = b"".join(response.iter_content(64 * 1024))
+    workbook = load_workbook(io.BytesIO(data), read_only=True)
+    assert workbook.sheetnames[0] == "Summary"
 
 
 def test_city_spellings_are_one_city(http, stack):
@@ -97,6 +111,8 @@ def test_sheet_names_are_valid_for_cities_excel_would_refuse(http, stack):
     assert len(title) <= 31 and not set(title) & set("[]:*?/\\")
     rows, total = _city_rows(workbook, title)
     assert total == 1 and rows[0][1] == odd[:60]
+    assert list(workbook["Summary"].iter_rows(values_only=True))[1] == (odd[:60], 1, title)
+    assert workbook["Summary"]["C2"].hyperlink.location == f"'{title}'!A1"
 
 
 def test_report_for_a_city_without_registrations_is_empty_not_an_error(http, stack):

@@ -41,3 +41,17 @@ def test_few_cities_are_drawn_as_they_are():
     assert chart_image.bars(cities) == [("Quito", 3), ("Cuenca", 5)]
     assert chart_image.bars([]) == []
     assert Image.open(io.BytesIO(chart_image.render(_chart([])))).format == "PNG"
+
+
+def test_long_names_sharing_a_prefix_keep_distinct_short_labels_and_a_sane_picture():
+    prefix = "Ciudad de nombre muy largo que comparte un prefijo " * 4
+    cities = [{"city": f"{prefix}{n}", "total": n} for n in range(1, 3001)]
+    chart = _chart(cities)
+    labels = [label.get_text() for label in chart_image.figure(chart).axes[0].get_yticklabels()]
+    assert len(labels) == chart_image.MAX_BARS
+    assert all(len(label) <= chart_image.LABEL_MAX for label in labels)
+    assert len(set(labels)) == len(labels)
+    assert any(label.endswith("prefijo 3000") for label in labels)  # the largest, told apart by its end
+    assert labels[0] == f"Other ({3000 - chart_image.MAX_BARS + 1} cities)"
+    width, height = Image.open(io.BytesIO(chart_image.render(chart))).size
+    assert width <= 1000 and height < 2000

@@ -1,25 +1,61 @@
-"""The report's files: nothing named on disk while it streams, a private directory, and a
-descriptor count that does not grow with the number of cities."""
+"""The report's stream: bytes before the database has answered, nothing on disk, bounded chunks,
+descriptors that do not grow with the number of cities, the same sheets openpyxl itself would
+save, a scan that stops with its client, and sheet titles that Excel accepts."""
 
 import io
 import os
 import resource
-import stat
+import tempfile
+import threading
+import zipfile
 from datetime import datetime
 
 import pytest
-from openpyxl import load_workbook
+from openpyxl import Workbook, load_workbook
+from openpyxl.cell import WriteOnlyCell
+from pymongo.errors import AutoReconnect
 
 from common import gunicorn_conf, records
 from instance import report
 
+# names that take every path of the row writer: plain, escaped, spaced, formula-like, error-like
+NAMES = [
+    "Person {}",
+    "Ana & Luis <{}>",
+    " Leading {}",
+    "Trailing {} ",
+    "=SUM({})",
+    "#N/A",
+    "Ñandú 😀 {}",
+    "tab\tinside {}",
+    "nbsp {}\u00a0",
+    "+{}",
+    "-{}",
+    "@{}",
+    "# {}",
+    "line\nbreak {}",
+]
+
 
 class FakeRegistrations:
-    """The registrations collection as the report reads it: one scan in (city, time) order."""
+    """The registrations collection as the report reads it: one scan in (city, time) order.
+    `gate`, when given, holds the scan back (a database still sorting) until it is set;
+    `fail_after` makes the scan raise after that many documents (a database gone mid-scan)."""
 
-    def __init__(self, cities: int, per_city: int):
-        self.docs = [{"_id": f"city {c}-{n}", "name": f"Person {n}", "city_key": f"city {c}",
-                      "created_at": datetime(2026, 1, 1)} for c in range(cities) for n in range(per_city)]
+    def __init__(self, cities: int, per_city: int, gate: threading.Event | None = None, fail_after: int | None = None):
+        self.docs = [
+            {
+                "_id": f"city{c:04d}-{n}",
+                "name": NAMES[n % len(NAMES)].format(n),
+                "city_key": f"city {c:04d}",
+                "created_at": datetime(2026, 1, 1, 8, n % 60, n % 60, n * 7919 % 1_000_000),
+            }
+            for c in range(cities)
+            for n in range(per_city)
+        ]
+        self.gate = gate
+        self.fail_after = fail_after
+        self.closed = threading.Event()
 
     def with_options(self, codec_options):
         return self
@@ -36,19 +72,36 @@ class FakeRegistrations:
         return self
 
     def __iter__(self):
-        return iter(self.found)
+        if self.gate is not None:
+            assert self.gate.wait(10)
+        for number, doc in enumerate(self.found):
+            if number == self.fail_after:
+                raise AutoReconnect("connection closed")
+            yield doc
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        pass
+        self.closed.set()
 
 
-def _build(monkeypatch, cities: int, per_city: int = 2):
-    totals = [{"city": f"City {n}", "city_key": f"city {n}", "total": per_city} for n in range(cities)]
-    monkeypatch.setattr(records, "city_totals", lambda db: totals)
-    return report.build({records.REGISTRATIONS: FakeRegistrations(cities, per_city)}, lambda rid: f"https://x/{rid}")
+def _totals(cities: int, per_city: int, name=lambda n: f"City {n:04d}"):
+    return [{"city": name(n), "city_key": f"city {n:04d}", "total": per_city} for n in range(cities)]
+
+
+def _stream(monkeypatch, cities: int, per_city: int = 2, **fake):
+    monkeypatch.setattr(records, "city_totals", lambda db: _totals(cities, per_city))
+    collection = FakeRegistrations(cities, per_city, **fake)
+    body = report.stream_xlsx({records.REGISTRATIONS: collection}, lambda rid: f"https://x/{rid}")
+    return body, collection
+
+
+def _read(body) -> bytes:
+    try:
+        return b"".join(body)
+    finally:
+        body.close()
 
 
 @pytest.fixture
@@ -60,26 +113,145 @@ def few_descriptors():
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_the_workbook_has_no_name_on_disk_and_lives_in_a_private_directory(monkeypatch):
-    body = report.TemporaryFileBody(_build(monkeypatch, cities=3))
-    directory = report.private_dir()
-    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
-    assert os.listdir(directory) == []  # a killed worker leaves nothing behind
-    data = b"".join(body)
-    assert len(data) == body.size
+def test_the_first_bytes_leave_before_the_database_has_answered(monkeypatch):
+    gate = threading.Event()
+    body, _ = _stream(monkeypatch, cities=3, gate=gate)
+    try:
+        first = next(iter(body))  # the scan is still held back
+        assert first.startswith(b"PK\x03\x04") and not gate.is_set()
+    finally:
+        gate.set()
+        body.close()
+
+
+def test_the_workbook_streams_in_bounded_chunks_and_nothing_is_written_to_disk(monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    body, _ = _stream(monkeypatch, cities=40, per_city=500)
+    chunks = []
+    for chunk in body:
+        chunks.append(chunk)
+        assert os.listdir(tmp_path) == []
     body.close()
-    assert body.handle.closed
-    workbook = load_workbook(io.BytesIO(data), read_only=True)
-    assert workbook.sheetnames == ["Summary", "City 0", "City 1", "City 2"]
+    assert len(chunks) > 5
+    assert max(len(chunk) for chunk in chunks) < 4 * report.CHUNK
+    workbook = load_workbook(io.BytesIO(b"".join(chunks)), read_only=True)
+    assert len(workbook.sheetnames) == 41
 
 
 def test_a_report_of_many_cities_needs_no_more_descriptors_than_one_of_few(monkeypatch, few_descriptors):
-    body = report.TemporaryFileBody(_build(monkeypatch, cities=300))
-    try:
-        workbook = load_workbook(io.BytesIO(b"".join(body)), read_only=True)
-        assert len(workbook.sheetnames) == 301
-    finally:
-        body.close()
+    body, _ = _stream(monkeypatch, cities=300)
+    workbook = load_workbook(io.BytesIO(_read(body)), read_only=True)
+    assert len(workbook.sheetnames) == 301
+
+
+def test_the_sheets_are_exactly_those_openpyxl_saves_itself(monkeypatch):
+    per_city = 2 * len(NAMES)
+    monkeypatch.setattr(records, "city_totals", lambda db: _totals(3, per_city, name=CITY_NAMES.__getitem__))
+    collection = FakeRegistrations(3, per_city)
+    body = report.stream_xlsx({records.REGISTRATIONS: collection}, lambda rid: f"https://x/{rid}?a=1&b=<2>")
+    streamed = zipfile.ZipFile(io.BytesIO(_read(body)))
+
+    expected = Workbook(write_only=True)
+    summary = expected.create_sheet("Summary")
+    for n, city in enumerate(CITY_NAMES):
+        sheet = expected.create_sheet(TITLES[n])
+        sheet.append(report.HEADER)
+        for doc in (doc for doc in collection.docs if doc["city_key"] == f"city {n:04d}"):
+            # what openpyxl writes by itself, text kept text as the report promises
+            sheet.append(
+                [
+                    _as_text(sheet, doc["name"]),
+                    _as_text(sheet, city),
+                    doc["created_at"],
+                    f"https://x/{doc['_id']}?a=1&b=<2>",
+                ]
+            )
+        sheet.append([])
+        sheet.append(["Total", per_city])
+    summary.append(report.SUMMARY_HEADER)
+    for n, city in enumerate(CITY_NAMES):
+        summary.append([_as_text(summary, city), per_city, report._link_to(summary, TITLES[n])])
+    summary.append(["All cities", 3 * per_city])
+    saved = io.BytesIO()
+    expected.save(saved)
+    saved = zipfile.ZipFile(saved)
+
+    assert sorted(streamed.namelist()) == sorted(saved.namelist())
+    for name in saved.namelist():
+        if name != "docProps/core.xml":  # holds the time it was written
+            assert streamed.read(name) == saved.read(name), name
+    workbook = load_workbook(io.BytesIO(streamed.fp.getvalue()))
+    assert workbook.sheetnames == ["Summary", *TITLES]
+    assert workbook["Summary"]["C2"].hyperlink.location == f"'{TITLES[0]}'!A1"
+    sheet = workbook[TITLES[1]]
+    assert [cell.value for cell in sheet["A"][1 : 1 + len(NAMES)]] == [name.format(n) for n, name in enumerate(NAMES)]
+    assert all(cell.data_type == "s" for cell in sheet["A"][1 : 1 + len(NAMES)])
+    assert all(cell.is_date for cell in sheet["C"][1 : 1 + per_city])
+    assert sheet["B2"].value == CITY_NAMES[1]
+
+
+CITY_NAMES = ["Quito & <Norte>", "=Cuenca", " Loja [sur]"]
+TITLES = ["Quito & <Norte>", "=Cuenca", "Loja sur"]
+
+
+def _as_text(sheet, value):
+    cell = WriteOnlyCell(sheet, value=value)
+    cell.data_type = "s"
+    return cell
+
+
+def test_a_client_that_goes_away_stops_the_scan(monkeypatch):
+    body, collection = _stream(monkeypatch, cities=50, per_city=2000)  # far more than the queue holds
+    chunks = iter(body)
+    next(chunks)
+    next(chunks)
+    body.close()
+    assert collection.closed.wait(5)  # the cursor is closed, the reader thread gone
+    assert not body.scan._thread.is_alive()
+
+
+def test_a_scan_that_fails_fails_the_stream(monkeypatch):
+    body, _ = _stream(monkeypatch, cities=2, per_city=10, fail_after=5)
+    with pytest.raises(AutoReconnect, match="connection closed"):
+        _read(body)
+
+
+@pytest.mark.parametrize(
+    ("city", "title"),
+    [
+        ("Quito", "Quito"),
+        ("Santa Cruz [Norte]/Sur: a*b?c\\d", "Santa Cruz Norte Sur a b c d"),
+        ("'Quoted'", "Quoted"),
+        ("History", "History (2)"),
+        ("summary", "summary (2)"),
+        ("\t", "City"),
+        ("San Francisco de Quito, capital de la República", "San Francisco de Qu…a República"),
+    ],
+)
+def test_sheet_titles_follow_excels_rules(city, title):
+    assert report.SheetTitles()(city) == title
+
+
+def _valid(title: str) -> bool:
+    return (
+        0 < len(title.encode("utf-16-le")) // 2 <= 31
+        and not set(title) & set("[]:*?/\\")
+        and title[0] != "'"
+        and title[-1] != "'"
+        and title.casefold() != "history"
+    )
+
+
+def test_thousands_of_long_names_sharing_a_prefix_get_unique_valid_titles():
+    prefix = "Ciudad de nombre muy largo que comparte un prefijo " * 3
+    cities = [f"{prefix}{n}" for n in range(3000)] + [f"{prefix}{n}'" for n in range(10)] + ["Quito"] * 3
+    cities += ["QUITO (2)", "😀" * 40, "'" * 40]
+    titles = report.SheetTitles()
+    given = [titles(city) for city in cities]
+    assert all(_valid(title) for title in given), [t for t in given if not _valid(t)]
+    assert len({title.casefold() for title in given}) == len(given)
+    assert given[:2] == [f"{report.SheetTitles.base(cities[0])}", f"{report.SheetTitles.base(cities[1])}"]
+    assert given[0].endswith("prefijo 0") and given[1].endswith("prefijo 1")  # the end of the name survives
 
 
 def test_workers_raise_their_soft_open_files_limit_to_the_hard_one():
