@@ -1,8 +1,8 @@
 """GET /api/reports/cities.xlsx: the report, built by a replica, refreshing the chart cache on the way.
 
 The rule the system is specified with: every query of the report service refreshes the
-chart cache. Only a successful (200) report counts, so an unauthenticated caller cannot make
-the middleware run the totals query at will. The workbook is streamed, never buffered.
+chart cache, as the workbook's last bytes pass. Only a successful (200) report counts, so an
+unauthenticated caller cannot make the middleware run the totals query at will. The workbook is streamed, never buffered.
 
 Which replica builds it is nginx's decision, as for every other request: the request goes to
 nginx's internal port (INSTANCES_URL), whose /api/reports/ location uses the same upstream,
@@ -14,7 +14,7 @@ timeout answers 504 before nginx's would.
 import logging
 
 import requests
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, g, request, stream_with_context
 from pymongo.errors import PyMongoError
 
 from common.errors import ApiError
@@ -73,17 +73,32 @@ def _open_upstream() -> requests.Response:
     return upstream
 
 
+def _refresh_chart() -> None:
+    try:
+        chart_cache.refresh("report")
+    except PyMongoError as error:  # the report itself succeeded; do not fail it
+        log.error("chart cache not refreshed after a report: %s", error)
+
+
 @bp.get("/api/reports/cities.xlsx")
 def report() -> Response:
     upstream = _open_upstream()
-    if upstream.status_code == 200:
+    ok = upstream.status_code == 200
+
+    def body():
+        # The chart is refreshed once the workbook has passed, before the response's last chunk:
+        # a client holding the whole file sees the new chart, and the first byte does not wait
+        # for the totals query (a database that runs one command at a time would hold it until
+        # the report's scan is done).
         try:
-            chart_cache.refresh("report")
-        except PyMongoError as error:  # the report itself succeeded; do not fail it
-            log.error("chart cache not refreshed after a report: %s", error)
+            yield from upstream.iter_content(64 * 1024)
+        finally:
+            if ok:
+                _refresh_chart()
+
     headers = {name: upstream.headers[name] for name in PASSED_BACK if name in upstream.headers}
     response = Response(
-        upstream.iter_content(64 * 1024), status=upstream.status_code, headers=headers, direct_passthrough=True
+        stream_with_context(body()), status=upstream.status_code, headers=headers, direct_passthrough=True
     )
     response.call_on_close(upstream.close)
     return response
