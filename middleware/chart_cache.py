@@ -13,8 +13,9 @@ query's refresh, made through any process, is what the next chart read of every 
 serves. The copy is also never kept past the key's own TTL, nor trusted for more than
 `_TRUST_SECONDS` without reading it again: a Redis that vanished without closing the
 connection (a host gone, a partition) cannot send invalidations, so that bounds how long it
-could go unnoticed. (redis-py's own client-side cache refuses servers older than 7.4, Debian
-12 ships 7.0, and its hits still go through the connection pool and a deep copy.)
+could go unnoticed. A server that refuses tracking (an ACL without CLIENT, a Redis before 6)
+is read on every request, as before. (redis-py's own client-side cache refuses servers older
+than 7.4, Debian 12 ships 7.0, and its hits still go through the connection pool and a deep copy.)
 
 Two refills can race (two reports, or a report and a cold miss): each stores the time its
 database query started beside the totals, and a compare-and-set script writes only when that
@@ -54,6 +55,10 @@ _TRUST_SECONDS = 1.0  # longest a local copy is served without reading Redis (se
 _HIT, _MISS, _ERROR = (CHART_CACHE_LOOKUPS.labels(result) for result in ("hit", "miss", "error"))
 
 
+class _TrackingRefused(Exception):
+    """The server answered HELLO 3 or CLIENT TRACKING with an error."""
+
+
 class TrackedChart:
     """This process's copy of the chart's JSON, valid until Redis says the key changed.
 
@@ -61,8 +66,10 @@ class TrackedChart:
     parent's socket), used under a lock by the worker's threads; every read of the key goes
     through it, so the key is tracked for exactly the copy it holds."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, client: redis.Redis):
         self._pool = redis.ConnectionPool.from_url(url, protocol=3, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._client = client  # the plain client, for a server that refuses tracking
+        self._tracking = True
         self._lock = threading.Lock()
         self._conn = None
         self._pid = 0
@@ -72,28 +79,44 @@ class TrackedChart:
     def get(self) -> bytes | None:
         """The chart's JSON, None when Redis holds none; raises RedisError when unreachable."""
         with self._lock:
-            if self._data is not None:
+            if self._tracking:
                 try:
-                    self._drain()  # an invalidation waiting on the socket drops the copy
-                except redis.RedisError:
-                    self._close()  # Redis closed it (stopped, or restarted empty): read afresh
-                if self._data is not None and time.monotonic() < self._valid_until:
-                    return self._data
+                    return self._tracked()
+                except _TrackingRefused as error:  # the server is not going to change its mind
+                    log.warning("Redis refuses client-side caching, reading the chart on every request: %s",
+                                error)
+                    self._tracking = False
+        with track_dependency("redis", "get"):
+            return self._client.hget(DATA_KEY, "data")
+
+    def _tracked(self) -> bytes | None:
+        if self._data is not None:
             try:
-                return self._read()
+                self._drain()  # an invalidation waiting on the socket drops the copy
             except redis.RedisError:
-                self._close()
-                raise
+                self._close()  # Redis closed it (stopped, or restarted empty): read afresh
+            if self._data is not None and time.monotonic() < self._valid_until:
+                return self._data
+        try:
+            return self._read()
+        except redis.RedisError:
+            self._close()
+            raise
 
     def _connection(self):
         if self._conn is None or self._pid != os.getpid():
             self._conn, self._data = None, None
             conn = self._pool.connection_class(**self._pool.connection_kwargs)
-            conn.connect()  # HELLO 3: invalidations arrive on this connection, between replies
-            conn.send_command("CLIENT", "TRACKING", "ON")
-            if conn.read_response() not in (b"OK", "OK"):
+            try:
+                conn.connect()  # HELLO 3: invalidations arrive on this connection, between replies
+                conn.send_command("CLIENT", "TRACKING", "ON")
+                conn.read_response()  # an error reply raises ResponseError
+            except redis.ResponseError as error:
                 conn.disconnect()
-                raise redis.ConnectionError("Redis refused CLIENT TRACKING")
+                raise _TrackingRefused(str(error)) from error
+            except BaseException:
+                conn.disconnect()
+                raise
             conn._parser.set_invalidation_push_handler(self._invalidated)
             self._conn, self._pid = conn, os.getpid()
         return self._conn
@@ -242,5 +265,5 @@ def init_app(app: Flask) -> None:
         app.config["REDIS_URL"], socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=10,
     )
     app.extensions["redis"] = client
-    app.extensions["chart_local"] = TrackedChart(app.config["REDIS_URL"])
+    app.extensions["chart_local"] = TrackedChart(app.config["REDIS_URL"], client)
     app.extensions["chart_store_script"] = client.register_script(_STORE_IF_NEWER)  # EVALSHA, EVAL when unknown

@@ -134,3 +134,14 @@ def test_a_restart_between_two_reads_is_a_miss_not_an_error(private_redis):
     private_redis.stop()
     private_redis.start()
     assert _read(app) is None
+
+
+def test_a_server_refusing_tracking_is_read_every_time(private_redis, caplog):
+    admin = redis.Redis(port=private_redis.port)
+    admin.execute_command("ACL", "SETUSER", "default", "-client")  # e.g. a hosted Redis without CLIENT
+    app = _app(private_redis.url)
+    _store(app, 1, filled=1)
+    assert b'"total": 1' in _read(app)
+    assert "refuses client-side caching" in caplog.text
+    _store(app, 2, filled=2)
+    assert b'"total": 2' in _read(app)  # no copy kept, so nothing stale
