@@ -99,7 +99,7 @@ def registration(s: Settings, db, base: baselines.BaselineService, wrk: Wrk, pho
                     _line("registration", side, run, result, f", 201 {result['created']}")
     summary = verdicts.summarize("registration", [r["rps"] for r in results["cluster"]],
                                  [r["rps"] for r in results["baseline"]])
-    lost = verdicts.registrations_kept(acknowledged, data.stored(db, acknowledged))
+    lost = verdicts.lost_registrations(acknowledged, data.stored(db, acknowledged))
     summary.update(failed=sum(r["failed"] for r in results["cluster"]), acknowledged=len(acknowledged),
                    stored=len(acknowledged) - len(lost), lost=len(lost))
     summary["met"] = bool(summary["met"]) and summary["failed"] == 0 and not lost

@@ -53,6 +53,6 @@ def summarize(name: str, cluster: list[float], baseline: list[float]) -> dict:
             "runs": {"cluster": [round(v, 3) for v in cluster], "baseline": [round(v, 3) for v in baseline]}}
 
 
-def registrations_kept(acknowledged_ids: list[str], stored_ids: set[str]) -> list[str]:
+def lost_registrations(acknowledged_ids: list[str], stored_ids: set[str]) -> list[str]:
     """The acknowledged registrations the database does not hold (lost): must be none."""
     return [i for i in acknowledged_ids if i not in stored_ids]

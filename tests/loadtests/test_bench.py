@@ -45,8 +45,8 @@ def test_summary_takes_medians_of_both_sides():
 
 
 def test_lost_registrations_are_the_acknowledged_ones_not_stored():
-    assert verdicts.registrations_kept(["a", "b", "c"], {"a", "c", "z"}) == ["b"]
-    assert verdicts.registrations_kept([], set()) == []
+    assert verdicts.lost_registrations(["a", "b", "c"], {"a", "c", "z"}) == ["b"]
+    assert verdicts.lost_registrations([], set()) == []
 
 
 def test_the_generator_is_flagged_near_its_limit():
