@@ -13,9 +13,12 @@ query's refresh, made through any process, is what the next chart read of every 
 serves. The copy is also never kept past the key's own TTL, nor trusted for more than
 `_TRUST_SECONDS` without reading it again: a Redis that vanished without closing the
 connection (a host gone, a partition) cannot send invalidations, so that bounds how long it
-could go unnoticed. A server that refuses tracking (an ACL without CLIENT, a Redis before 6)
-is read on every request, as before. (redis-py's own client-side cache refuses servers older
-than 7.4, Debian 12 ships 7.0, and its hits still go through the connection pool and a deep copy.)
+could go unnoticed. The worker's threads share that connection under a lock, so a Redis that
+stops answering (a timeout, not a refusal) is left alone for `_BACKOFF_SECONDS`, the chart
+served from the database meanwhile, rather than each request waiting its turn to time out. A
+server that refuses tracking (an ACL without CLIENT) is read on every request, as before.
+(redis-py's own client-side cache refuses servers older than 7.4, Debian 12 ships 7.0, and its
+hits still go through the connection pool and a deep copy.)
 
 Two refills can race (two reports, or a report and a cold miss): each stores the time its
 database query started beside the totals, and a compare-and-set script writes only when that
@@ -52,6 +55,7 @@ return 1
 
 
 _TRUST_SECONDS = 1.0  # longest a local copy is served without reading Redis (see the docstring)
+_BACKOFF_SECONDS = 1.0  # after a timeout, no new attempt for this long (see the docstring)
 _HIT, _MISS, _ERROR = (CHART_CACHE_LOOKUPS.labels(result) for result in ("hit", "miss", "error"))
 
 
@@ -75,6 +79,7 @@ class TrackedChart:
         self._pid = 0
         self._data: bytes | None = None
         self._valid_until = 0.0  # monotonic: the key's expiry or the trust interval, the sooner
+        self._retry_at = 0.0  # monotonic: no attempt before this, after a timeout
 
     def get(self) -> bytes | None:
         """The chart's JSON, None when Redis holds none; raises RedisError when unreachable."""
@@ -97,8 +102,14 @@ class TrackedChart:
                 self._close()  # Redis closed it (stopped, or restarted empty): read afresh
             if self._data is not None and time.monotonic() < self._valid_until:
                 return self._data
+        if time.monotonic() < self._retry_at:
+            raise redis.TimeoutError("Redis timed out a moment ago; not asking again yet")
         try:
             return self._read()
+        except redis.TimeoutError:
+            self._close()
+            self._retry_at = time.monotonic() + _BACKOFF_SECONDS
+            raise
         except redis.RedisError:
             self._close()
             raise

@@ -145,3 +145,24 @@ def test_a_server_refusing_tracking_is_read_every_time(private_redis, caplog):
     assert "refuses client-side caching" in caplog.text
     _store(app, 2, filled=2)
     assert b'"total": 2' in _read(app)  # no copy kept, so nothing stale
+
+
+def test_a_redis_that_does_not_answer_is_left_alone_for_a_moment():
+    # accepts connections (the kernel's backlog) but never answers: every read times out
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        app = _app(f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+        started = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            _read(app)
+        assert time.monotonic() - started >= 0.4  # the socket timeout
+        started = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            _read(app)  # the next request does not wait its turn to time out again
+        assert time.monotonic() - started < 0.1
+        time.sleep(chart_cache._BACKOFF_SECONDS)
+        started = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            _read(app)  # then it is asked again
+        assert time.monotonic() - started >= 0.4
