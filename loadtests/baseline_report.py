@@ -3,10 +3,11 @@
     python -m loadtests.baseline_report --mongo-url URL --db NAME --link-prefix URL
 
 Reads the same rows the report holds from MongoDB first (not timed), then times only openpyxl:
-a write-only workbook with the same layout (a Summary sheet, one sheet per city with the header,
-the rows, a blank row and the total), the same columns and types (name and city as text, the
-registration time as a datetime, the photo link as text), saved to a temporary file. Plain values
-are appended (openpyxl infers the types); nothing else runs. Prints one JSON object.
+a write-only workbook with exactly the report's sheets (a Summary sheet, then one sheet per city
+in city-key order, titled by the report's own rule, with its header, the rows in time order, a
+blank row and the total), the same rows and cell values (name and city as text, the registration
+time as a datetime, the photo link as text), saved to a temporary file. Plain values are
+appended (openpyxl infers the types); nothing else runs. Prints one JSON object.
 """
 
 import argparse
@@ -19,12 +20,11 @@ from bson.codec_options import CodecOptions
 from openpyxl import Workbook
 
 from common import records
-
-HEADER = ["Name", "City", "Registered at (UTC)", "Photo link"]
+from instance.report import HEADER, _sheet_title  # the report's own header and sheet titles
 
 
 def read_rows(db, link_prefix: str) -> list[tuple[str, list[tuple]]]:
-    cities = records.city_totals(db)
+    cities = sorted(records.city_totals(db), key=lambda city: city["city_key"])
     naive = db[records.REGISTRATIONS].with_options(codec_options=CodecOptions(tz_aware=False))
     by_city: dict[str, list[tuple]] = {city["city_key"]: [] for city in cities}
     display = {city["city_key"]: city["city"] for city in cities}
@@ -35,7 +35,7 @@ def read_rows(db, link_prefix: str) -> list[tuple[str, list[tuple]]]:
                          f"{link_prefix}{doc['_id']}/photo"))
     for rows in by_city.values():
         rows.sort(key=lambda row: row[2])
-    return [(display[key], rows) for key, rows in by_city.items()]
+    return [(display[key], rows) for key, rows in by_city.items()]  # dicts keep the key order
 
 
 def write(cities: list[tuple[str, list[tuple]]]) -> tuple[float, int]:
@@ -46,8 +46,9 @@ def write(cities: list[tuple[str, list[tuple]]]) -> tuple[float, int]:
         started = time.perf_counter()
         workbook = Workbook(write_only=True)
         summary = workbook.create_sheet("Summary")
-        for number, (_, rows) in enumerate(cities, start=1):
-            sheet = workbook.create_sheet(f"City {number}")
+        taken: set[str] = set()
+        for name, rows in cities:
+            sheet = workbook.create_sheet(_sheet_title(name, taken))
             sheet.append(HEADER)
             for row in rows:
                 sheet.append(row)

@@ -4,6 +4,22 @@ Redis is a cache here, never the truth: when it is down every read falls back to
 database (fail open) and the failure is logged and counted, and nothing waits long for it
 (sub-second socket timeouts).
 
+A hit costs no round trip: each middleware process keeps the bytes it last read and reads them
+on a connection with Redis 6+ server-assisted client-side caching (`CLIENT TRACKING` over RESP3),
+so Redis pushes an invalidation on that same connection as soon as anyone changes or expires
+the key. Each hit first looks (a non-blocking poll, no round trip) for such a message, or for
+the connection having closed (Redis stopped or restarted); either drops the copy. So a report
+query's refresh, made through any process, is what the next chart read of every process
+serves. The copy is also never kept past the key's own TTL, nor trusted for more than
+`_TRUST_SECONDS` without reading it again: a Redis that vanished without closing the
+connection (a host gone, a partition) cannot send invalidations, so that bounds how long it
+could go unnoticed. The worker's threads share that connection under a lock, so a Redis that
+stops answering (a timeout, not a refusal) is left alone for `_BACKOFF_SECONDS`, the chart
+served from the database meanwhile, rather than each request waiting its turn to time out. A
+server that refuses tracking (an ACL without CLIENT) is read on every request, as before.
+(redis-py's own client-side cache refuses servers older than 7.4, Debian 12 ships 7.0, and its
+hits still go through the connection pool and a deep copy.)
+
 Two refills can race (two reports, or a report and a cold miss): each stores the time its
 database query started beside the totals, and a compare-and-set script writes only when that
 is newer than what Redis holds, so a slow older query never overwrites a newer one.
@@ -11,6 +27,8 @@ is newer than what Redis holds, so a slow older query never overwrites a newer o
 
 import json
 import logging
+import os
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -34,6 +52,114 @@ redis.call('HSET', KEYS[1], 'data', ARGV[1], 'filled', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
+
+
+_TRUST_SECONDS = 1.0  # longest a local copy is served without reading Redis (see the docstring)
+_BACKOFF_SECONDS = 1.0  # after a timeout, no new attempt for this long (see the docstring)
+_HIT, _MISS, _ERROR = (CHART_CACHE_LOOKUPS.labels(result) for result in ("hit", "miss", "error"))
+
+
+class _TrackingRefused(Exception):
+    """The server answered HELLO 3 or CLIENT TRACKING with an error."""
+
+
+class TrackedChart:
+    """This process's copy of the chart's JSON, valid until Redis says the key changed.
+
+    One tracking connection per process (made lazily, so a forked worker never shares its
+    parent's socket), used under a lock by the worker's threads; every read of the key goes
+    through it, so the key is tracked for exactly the copy it holds."""
+
+    def __init__(self, url: str, client: redis.Redis):
+        self._pool = redis.ConnectionPool.from_url(url, protocol=3, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._client = client  # the plain client, for a server that refuses tracking
+        self._tracking = True
+        self._lock = threading.Lock()
+        self._conn = None
+        self._pid = 0
+        self._data: bytes | None = None
+        self._valid_until = 0.0  # monotonic: the key's expiry or the trust interval, the sooner
+        self._retry_at = 0.0  # monotonic: no attempt before this, after a timeout
+
+    def get(self) -> bytes | None:
+        """The chart's JSON, None when Redis holds none; raises RedisError when unreachable."""
+        with self._lock:
+            if self._tracking:
+                try:
+                    return self._tracked()
+                except _TrackingRefused as error:  # the server is not going to change its mind
+                    log.warning("Redis refuses client-side caching, reading the chart on every request: %s",
+                                error)
+                    self._tracking = False
+        with track_dependency("redis", "get"):
+            return self._client.hget(DATA_KEY, "data")
+
+    def _tracked(self) -> bytes | None:
+        if self._data is not None:
+            try:
+                self._drain()  # an invalidation waiting on the socket drops the copy
+            except redis.RedisError:
+                self._close()  # Redis closed it (stopped, or restarted empty): read afresh
+            if self._data is not None and time.monotonic() < self._valid_until:
+                return self._data
+        if time.monotonic() < self._retry_at:
+            raise redis.TimeoutError("Redis timed out a moment ago; not asking again yet")
+        try:
+            return self._read()
+        except redis.TimeoutError:
+            self._close()
+            self._retry_at = time.monotonic() + _BACKOFF_SECONDS
+            raise
+        except redis.RedisError:
+            self._close()
+            raise
+
+    def _connection(self):
+        if self._conn is None or self._pid != os.getpid():
+            self._conn, self._data = None, None
+            conn = self._pool.connection_class(**self._pool.connection_kwargs)
+            try:
+                conn.connect()  # HELLO 3: invalidations arrive on this connection, between replies
+                conn.send_command("CLIENT", "TRACKING", "ON")
+                conn.read_response()  # an error reply raises ResponseError
+            except redis.ResponseError as error:
+                conn.disconnect()
+                raise _TrackingRefused(str(error)) from error
+            except BaseException:
+                conn.disconnect()
+                raise
+            conn._parser.set_invalidation_push_handler(self._invalidated)
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    def _invalidated(self, message):
+        # only one key is ever read on this connection, so any invalidation (of it, or a
+        # flush: a null key list) is about the copy
+        self._data = None
+        return message
+
+    def _drain(self) -> None:
+        conn = self._connection()
+        while conn.can_read(0):  # raises ConnectionError if Redis closed the connection
+            conn.read_response(push_request=True)
+
+    def _read(self) -> bytes | None:
+        conn = self._connection()
+        self._drain()
+        with track_dependency("redis", "get"):
+            conn.send_packed_command(conn.pack_commands([("HGET", DATA_KEY, "data"), ("PTTL", DATA_KEY)]))
+            data = conn.read_response()  # invalidations before the reply are handled first
+            ttl_ms = conn.read_response()
+        now = time.monotonic()
+        self._data = data
+        self._valid_until = now + min(_TRUST_SECONDS, ttl_ms / 1000 if ttl_ms > 0 else 0)
+        return data
+
+    def _close(self) -> None:
+        self._data = None
+        if self._conn is not None:
+            self._conn.disconnect()
+            self._conn = None
 
 
 def _redis() -> redis.Redis:
@@ -86,16 +212,15 @@ def _lookup() -> tuple[bytes | None, dict | None, str]:
     """(cached JSON, None) on a hit, else (None, the chart from the database); and the source:
     'hit', 'miss' (filled now) or 'bypass' (Redis down)."""
     try:
-        with track_dependency("redis", "get"):
-            cached = _redis().hget(DATA_KEY, "data")
+        cached = current_app.extensions["chart_local"].get()
     except redis.RedisError as error:
-        CHART_CACHE_LOOKUPS.labels("error").inc()
+        _ERROR.inc()
         log.warning("chart cache unavailable, serving from the database: %s", error)
         return None, _from_database(shared_clock=False)[0], "bypass"
     if cached is not None:
-        CHART_CACHE_LOOKUPS.labels("hit").inc()
+        _HIT.inc()
         return cached, None, "hit"
-    CHART_CACHE_LOOKUPS.labels("miss").inc()
+    _MISS.inc()
     chart, filled = _from_database()
     CHART_CACHE_REFRESHES.labels("miss").inc()
     store(chart, filled)
@@ -151,4 +276,5 @@ def init_app(app: Flask) -> None:
         app.config["REDIS_URL"], socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=10,
     )
     app.extensions["redis"] = client
+    app.extensions["chart_local"] = TrackedChart(app.config["REDIS_URL"], client)
     app.extensions["chart_store_script"] = client.register_script(_STORE_IF_NEWER)  # EVALSHA, EVAL when unknown

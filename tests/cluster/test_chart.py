@@ -78,8 +78,28 @@ def test_chart_png_is_a_bar_chart_image(http, stack):
     assert (0x2F, 0x6D, 0xB5) in colors  # the bars are drawn
 
 
+def test_a_change_in_redis_is_served_by_every_middleware_process_at_once(http, stack):
+    """Each middleware process keeps a local copy of the chart; Redis's invalidation reaches
+    all of them, so no read after a change (here written to Redis directly) is stale."""
+    import redis
+
+    _report(http, stack)
+    for _ in range(30):  # every worker and thread has served, and now holds, the current chart
+        assert _chart(http, stack)["cache"] == "hit"
+    marker = f"direct-{uuid.uuid4().hex[:8]}"
+    redis.Redis(port=stack.settings.ports["REDIS_PORT"]).hset(
+        chart_cache.DATA_KEY, "data", json.dumps({"cities": [], "total": -1, "generated_at": marker}))
+    try:
+        assert {_chart(http, stack)["generated_at"] for _ in range(30)} == {marker}
+    finally:
+        _report(http, stack)  # the real totals again (a newer query than the cached one)
+    assert {_chart(http, stack)["generated_at"] for _ in range(30)} != {marker}
+
+
 def test_chart_fails_open_when_redis_is_down(http, stack, stopped):
     register(http, stack, city=f"Open {uuid.uuid4().hex[:8]}")
+    for _ in range(10):  # local copies in the middleware processes: they must not outlive Redis
+        _chart(http, stack)
     stopped("redis")
     chart = _chart(http, stack)
     assert chart["cache"] == "bypass"
@@ -93,6 +113,8 @@ def test_chart_fails_open_when_redis_is_down(http, stack, stopped):
 
 
 def test_chart_recovers_the_cache_when_redis_returns(http, stack, stopped):
+    _report(http, stack)
+    before = _chart(http, stack)
     stopped("redis")
     assert _chart(http, stack)["cache"] == "bypass"
     stack.start("redis")
@@ -101,6 +123,8 @@ def test_chart_recovers_the_cache_when_redis_returns(http, stack, stopped):
     while time.monotonic() < deadline and "hit" not in sources:
         sources.append(_chart(http, stack)["cache"])
     assert "hit" in sources  # refilled on the first miss, then served from Redis again
+    # Redis came back empty: the chart is a new one from the database, no copy of the old one
+    assert all(chart["generated_at"] > before["generated_at"] for chart in (_chart(http, stack) for _ in range(10)))
 
 
 @pytest.fixture

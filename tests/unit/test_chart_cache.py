@@ -1,14 +1,168 @@
-"""The chart cache's compare-and-set write fails open: Redis down means not cached, never an error.
-(Which of two racing refills wins is tested against the real Redis in tests/cluster/test_chart.py.)"""
+"""The chart cache: its compare-and-set write fails open, and each process's local copy of the
+chart (Redis server-assisted client-side caching) is served without a round trip yet never
+outlives a change made elsewhere, nor a Redis that went away. A private redis-server plays Redis
+here; two Flask apps play two middleware processes. (Which of two racing refills wins, and the
+same rules through the whole stack, are tested in tests/cluster/test_chart.py.)"""
 
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+import redis
 from flask import Flask
 
 from middleware import chart_cache
 
 
-def test_storing_with_redis_down_is_not_an_error():
+def _app(url: str) -> Flask:
     app = Flask(__name__)
-    app.config.update(REDIS_URL="redis://127.0.0.1:9/0", CHART_CACHE_TTL_SECONDS=60)  # nothing listens
+    app.config.update(REDIS_URL=url, CHART_CACHE_TTL_SECONDS=60)
     chart_cache.init_app(app)
+    return app
+
+
+def _read(app: Flask) -> bytes | None:
+    with app.app_context():
+        return app.extensions["chart_local"].get()
+
+
+def _store(app: Flask, total: int, filled: int) -> None:
+    with app.app_context():
+        assert chart_cache.store({"cities": [], "total": total, "generated_at": "x"}, filled=filled)
+
+
+class PrivateRedis:
+    """redis-server on a free port, no persistence; stop() and start() keep the port."""
+
+    def __init__(self, tmp_path):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.dir = tmp_path
+        self.process = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.dir)], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=self.port).ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+    def commands(self) -> int:
+        return redis.Redis(port=self.port).info("stats")["total_commands_processed"]
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed (./init.sh installs it)")
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    if server.process.poll() is None:
+        server.stop()
+
+
+def test_storing_with_redis_down_is_not_an_error():
+    app = _app("redis://127.0.0.1:9/0")  # nothing listens
     with app.app_context():
         assert chart_cache.store({"cities": [], "total": 0, "generated_at": "x"}, filled=1) is False
+
+
+def test_a_hit_costs_no_round_trip(private_redis):
+    app = _app(private_redis.url)
+    _store(app, 1, filled=1)
+    assert _read(app) == b'{"cities": [], "total": 1, "generated_at": "x"}'
+    before = private_redis.commands()
+    for _ in range(200):
+        assert _read(app) is not None
+    # the only command counted is the second INFO; at most one re-read of a trust interval
+    assert private_redis.commands() - before <= 2
+
+
+def test_a_change_made_by_another_process_is_seen_by_the_next_read(private_redis):
+    reader, writer = _app(private_redis.url), _app(private_redis.url)
+    _store(writer, 1, filled=1)
+    assert b'"total": 1' in _read(reader)  # the reader now holds a local copy
+    _store(writer, 2, filled=2)  # a report's refresh through another middleware process
+    assert b'"total": 2' in _read(reader)
+    redis.Redis(port=private_redis.port).hset(chart_cache.DATA_KEY, "data", b'{"total": 3}')  # Redis directly
+    assert _read(reader) == b'{"total": 3}'
+    redis.Redis(port=private_redis.port).flushall()
+    assert _read(reader) is None
+
+
+def test_the_copy_never_outlives_the_keys_ttl(private_redis):
+    app = _app(private_redis.url)
+    _store(app, 1, filled=1)
+    redis.Redis(port=private_redis.port).pexpire(chart_cache.DATA_KEY, 300)
+    assert _read(app) is not None
+    time.sleep(0.4)
+    assert _read(app) is None  # expired in Redis: gone here too, whether or not Redis said so yet
+
+
+def test_redis_going_away_and_coming_back(private_redis):
+    app = _app(private_redis.url)
+    _store(app, 1, filled=1)
+    assert _read(app) is not None
+    private_redis.stop()
+    with pytest.raises(redis.RedisError):
+        _read(app)  # no stale copy while Redis is away: the caller serves the database ("bypass")
+    private_redis.start()  # back, empty (no persistence)
+    assert _read(app) is None  # a miss, not an error: the closed connection was replaced
+    _store(app, 2, filled=2)
+    assert b'"total": 2' in _read(app)
+
+
+def test_a_restart_between_two_reads_is_a_miss_not_an_error(private_redis):
+    app = _app(private_redis.url)
+    _store(app, 1, filled=1)
+    assert _read(app) is not None
+    private_redis.stop()
+    private_redis.start()
+    assert _read(app) is None
+
+
+def test_a_server_refusing_tracking_is_read_every_time(private_redis, caplog):
+    admin = redis.Redis(port=private_redis.port)
+    admin.execute_command("ACL", "SETUSER", "default", "-client")  # e.g. a hosted Redis without CLIENT
+    app = _app(private_redis.url)
+    _store(app, 1, filled=1)
+    assert b'"total": 1' in _read(app)
+    assert "refuses client-side caching" in caplog.text
+    _store(app, 2, filled=2)
+    assert b'"total": 2' in _read(app)  # no copy kept, so nothing stale
+
+
+def test_a_redis_that_does_not_answer_is_left_alone_for_a_moment():
+    # accepts connections (the kernel's backlog) but never answers: every read times out
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        app = _app(f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+        started = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            _read(app)
+        assert time.monotonic() - started >= 0.4  # the socket timeout
+        started = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            _read(app)  # the next request does not wait its turn to time out again
+        assert time.monotonic() - started < 0.1
+        time.sleep(chart_cache._BACKOFF_SECONDS)
+        started = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            _read(app)  # then it is asked again
+        assert time.monotonic() - started >= 0.4
