@@ -5,8 +5,9 @@
 Reads the same rows the report holds from MongoDB first (not timed), then times only openpyxl:
 a write-only workbook with exactly the report's sheets (a Summary sheet, then one sheet per city
 in city-key order, titled by the report's own rule, with its header, the rows in time order, a
-blank row and the total), the same rows and cell values (name and city as text, the registration
-time as a datetime, the photo link as text), saved to a temporary file. Plain values are
+blank row and the total; the Summary links each city to its sheet), the same rows and cell
+values (name and city as text, the registration time as a datetime, the photo link as text),
+saved to a temporary file. Plain values are
 appended (openpyxl infers the types); nothing else runs. Prints one JSON object.
 """
 
@@ -18,9 +19,11 @@ import time
 
 from bson.codec_options import CodecOptions
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.worksheet.hyperlink import Hyperlink
 
 from common import records
-from instance.report import HEADER, _sheet_title  # the report's own header and sheet titles
+from instance.report import HEADER, SUMMARY_HEADER, SheetTitles  # the report's own headers and sheet titles
 
 
 def read_rows(db, link_prefix: str) -> list[tuple[str, list[tuple]]]:
@@ -46,17 +49,21 @@ def write(cities: list[tuple[str, list[tuple]]]) -> tuple[float, int]:
         started = time.perf_counter()
         workbook = Workbook(write_only=True)
         summary = workbook.create_sheet("Summary")
-        taken: set[str] = set()
+        titles, written = SheetTitles(), []
         for name, rows in cities:
-            sheet = workbook.create_sheet(_sheet_title(name, taken))
+            title = titles(name)
+            sheet = workbook.create_sheet(title)
             sheet.append(HEADER)
             for row in rows:
                 sheet.append(row)
             sheet.append([])
             sheet.append(["Total", len(rows)])
-        summary.append(["City", "Total"])
-        for name, rows in cities:
-            summary.append([name, len(rows)])
+            written.append((name, len(rows), title))
+        summary.append(SUMMARY_HEADER)
+        for name, count, title in written:
+            link = WriteOnlyCell(summary, value=title)  # the Summary's link to the city's sheet
+            link.hyperlink = Hyperlink(ref="", location=f"'{title.replace(chr(39), chr(39) * 2)}'!A1", display=title)
+            summary.append([name, count, link])
         summary.append(["All cities", sum(len(rows) for _, rows in cities)])
         workbook.save(path)
         return time.perf_counter() - started, os.path.getsize(path)
@@ -67,7 +74,7 @@ def write(cities: list[tuple[str, list[tuple]]]) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mongo-url", required=True)
-    parser.add_argument("--db", default="vaccination")
+    parser.add_argument("--db", default=records.DATABASE)
     parser.add_argument("--link-prefix", required=True, help="photo links: PREFIX<id>/photo")
     args = parser.parse_args()
     cities = read_rows(records.connect(args.mongo_url)[args.db], args.link_prefix)

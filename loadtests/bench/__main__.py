@@ -32,7 +32,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import records
 from loadtests.bench import figures, machine, printing
 from loadtests.bench.baseline import BaselineService
 from loadtests.bench.data import remove
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if down:
         print(f"the stack is not answering ({', '.join(down)}); start it first with ./init.sh", file=sys.stderr)
         return 2
-    db = records.connect(s.mongo_url)[s.get("MONGO_DB", "vaccination")]
+    db = s.database()
     shape = {"instance": machine.gunicorn_shape(s, parts["instance-1"]),
              "middleware": machine.gunicorn_shape(s, parts["middleware"])}
     info = machine.describe()

@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 
+from common import records
 from stack import supervisor
 from stack.parts import gunicorn, public_nginx
 from stack.settings import DEFAULT_PORTS, INSTANCES, ROOT, Settings
@@ -63,7 +64,7 @@ class BaselineService:
 def report(s: Settings) -> dict:
     """openpyxl alone writing the report's workbook: {"rows", "seconds", "bytes"}."""
     command = [sys.executable, "-m", "loadtests.baseline_report", "--mongo-url", s.mongo_url,
-               "--db", s.get("MONGO_DB", "vaccination"), "--link-prefix", f"{s.public_url}/api/registrations/"]
+               "--db", s.get("MONGO_DB", records.DATABASE), "--link-prefix", f"{s.public_url}/api/registrations/"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"baseline report failed: {done.stderr[-2000:]}")

@@ -15,6 +15,7 @@ import pytest
 import requests
 from podman_tools import SERVICES, build, ensure_base, image, podman, run, standin, unavailable
 
+from common import records
 from forms import jpeg
 
 UID = "10001"
@@ -59,7 +60,7 @@ def containers(images, stack):
     instance_port, middleware_port = _free_port(), _free_port()
     common = {
         "MONGO_URL": s.mongo_url,
-        "MONGO_DB": s.get("MONGO_DB", "vaccination"),
+        "MONGO_DB": s.get("MONGO_DB", records.DATABASE),
         "LOG_LEVEL": "INFO",
         "GUNICORN_WORKERS": "2",
         "GUNICORN_THREADS": "4",
