@@ -30,6 +30,8 @@ class ThreadWorker(gthread.ThreadWorker):
         if not enabled and not self.alive:
             for listener in self.sockets:
                 listener.close()  # closed again at the end of run(): a no-op then
+
+
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # Reports of 100k rows take a while to build before the first byte; registrations are fast.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))

@@ -50,8 +50,9 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
             LOG_RECORDS_DROPPED.inc()
 
 
-def loki_handler(url: str, service: str, instance: str, formatter: logging.Formatter,
-                 stamp: logging.Filter | None) -> logging.Handler:
+def loki_handler(
+    url: str, service: str, instance: str, formatter: logging.Formatter, stamp: logging.Filter | None
+) -> logging.Handler:
     push_url = url.rstrip("/")
     if not push_url.endswith("/loki/api/v1/push"):
         push_url += "/loki/api/v1/push"

@@ -15,25 +15,33 @@ from prometheus_client import Counter, Histogram
 REGISTRATIONS = Counter("registrations_total", "Registrations stored")
 REJECTED = Counter("registrations_rejected_total", "Registrations refused for bad input", ["reason"])
 PHOTO_UPLOAD_SECONDS = Histogram(
-    "photo_upload_duration_seconds", "Time to store one photo", ["backend"],
+    "photo_upload_duration_seconds",
+    "Time to store one photo",
+    ["backend"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 PHOTO_UPLOAD_BYTES = Histogram(
-    "photo_upload_bytes", "Size of stored (re-encoded) photos",
+    "photo_upload_bytes",
+    "Size of stored (re-encoded) photos",
     buckets=(16e3, 64e3, 128e3, 256e3, 512e3, 1e6, 2e6, 5e6),
 )
 REPORT_SECONDS = Histogram(
-    "report_generation_duration_seconds", "Time to build an XLSX report", ["scope"],
+    "report_generation_duration_seconds",
+    "Time to build an XLSX report",
+    ["scope"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
 REPORT_ROWS = Histogram(
-    "report_rows", "Registrations written into one report", ["scope"],
+    "report_rows",
+    "Registrations written into one report",
+    ["scope"],
     buckets=(0, 10, 100, 1e3, 1e4, 5e4, 1e5, 5e5, 1e6),
 )
 CHART_CACHE_LOOKUPS = Counter("chart_cache_lookups_total", "Chart cache lookups", ["result"])
 CHART_CACHE_REFRESHES = Counter("chart_cache_refreshes_total", "Chart cache refills", ["trigger"])
 DEPENDENCY_SECONDS = Histogram(
-    "dependency_duration_seconds", "Calls to MongoDB, the photo store, Redis and replicas",
+    "dependency_duration_seconds",
+    "Calls to MongoDB, the photo store, Redis and replicas",
     ["dependency", "operation"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
@@ -41,7 +49,8 @@ DEPENDENCY_ERRORS = Counter("dependency_errors_total", "Failed dependency calls"
 # Per replica, never per client address: the address of a wrong password is in the instance's log.
 ADMIN_AUTH_FAILURES = Counter("admin_auth_failures_total", "Admin requests with wrong credentials (answered 401)")
 ADMIN_AUTH_THROTTLED = Counter(
-    "admin_auth_throttled_total", "Admin requests refused unchecked (429): their address had too many failures",
+    "admin_auth_throttled_total",
+    "Admin requests refused unchecked (429): their address had too many failures",
 )
 LOG_RECORDS_DROPPED = Counter("log_records_dropped_total", "Log records not sent to Loki: its queue was full")
 # The per-request metrics, named and labelled exactly as prometheus-flask-exporter's defaults
@@ -49,12 +58,17 @@ LOG_RECORDS_DROPPED = Counter("log_records_dropped_total", "Log records not sent
 # rather than by the exporter's own hooks: those rebuilt the label set through several
 # callbacks on every request, half the metrics' cost on a cached chart answer (the middleware
 # spent 8 % of its CPU on metrics at saturation).
-HTTP_SECONDS = Histogram("flask_http_request_duration_seconds", "Flask HTTP request duration in seconds",
-                         ["method", "endpoint", "status", "service"])
+HTTP_SECONDS = Histogram(
+    "flask_http_request_duration_seconds",
+    "Flask HTTP request duration in seconds",
+    ["method", "endpoint", "status", "service"],
+)
 HTTP_REQUESTS = Counter("flask_http_request_total", "Total number of HTTP requests", ["method", "status", "service"])
-HTTP_EXCEPTIONS = Counter("flask_http_request_exceptions_total",
-                          "Total number of HTTP requests which resulted in an exception",
-                          ["method", "status", "service"])
+HTTP_EXCEPTIONS = Counter(
+    "flask_http_request_exceptions_total",
+    "Total number of HTTP requests which resulted in an exception",
+    ["method", "status", "service"],
+)
 
 
 @contextmanager
@@ -73,8 +87,10 @@ def track_dependency(dependency: str, operation: str):
 # on its first error makes "0 errors" look like "no data" on a dashboard and in rate() alerts.
 KNOWN_SERIES = {
     "instance": {
-        REJECTED: [(reason,) for reason in
-                   ("missing_field", "invalid_name", "invalid_city", "invalid_photo", "photo_too_large")],
+        REJECTED: [
+            (reason,)
+            for reason in ("missing_field", "invalid_name", "invalid_city", "invalid_photo", "photo_too_large")
+        ],
         DEPENDENCY_ERRORS: [("mongodb", op) for op in ("insert", "find_one", "report_scan")]
         + [("photo_store", op) for op in ("put", "delete", "get", "health")]
         + [("redis", "admin_throttle")],
@@ -104,8 +120,9 @@ def init_app(app: Flask, service: str) -> None:
         # the exporter serves /metrics (aggregating the workers' files); requests are counted below
         _exporter = Exporter.for_app_factory(export_defaults=False)
         _exporter.info("app_info", "Service identity", service=service, instance=app.config["INSTANCE_NAME"])
-        _exporter.info("flask_exporter_info", "Information about the Prometheus Flask exporter",
-                       version=_exporter.version)  # as its own defaults did
+        _exporter.info(
+            "flask_exporter_info", "Information about the Prometheus Flask exporter", version=_exporter.version
+        )  # as its own defaults did
     _exporter.init_app(app)
     _count_requests(app, service)
 
@@ -118,8 +135,10 @@ def _count_requests(app: Flask, service: str) -> None:
         key = (method, request.endpoint, status)
         pair = children.get(key)
         if pair is None:  # labels() validates and locks on every call; do it once per label set
-            pair = children[key] = (HTTP_SECONDS.labels(method, str(request.endpoint), str(status), service),
-                                    HTTP_REQUESTS.labels(method, str(status), service))
+            pair = children[key] = (
+                HTTP_SECONDS.labels(method, str(request.endpoint), str(status), service),
+                HTTP_REQUESTS.labels(method, str(status), service),
+            )
         pair[0].observe(seconds)
         pair[1].inc()
 

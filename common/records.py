@@ -57,8 +57,15 @@ def _now_ms() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def new_registration(name: str, city: str, photo_key: str, *, registration_id: str | None = None,
-                     request_hash: str | None = None, created_at: datetime | None = None) -> dict:
+def new_registration(
+    name: str,
+    city: str,
+    photo_key: str,
+    *,
+    registration_id: str | None = None,
+    request_hash: str | None = None,
+    created_at: datetime | None = None,
+) -> dict:
     """The registration document, the one shape every writer (the API, the seeder) stores."""
     doc = {
         "_id": registration_id or secrets.token_hex(16),

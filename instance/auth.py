@@ -95,8 +95,9 @@ def _redis_call(call):
             return call(current_app.extensions["auth_redis"])
     except redis.RedisError as error:
         _redis_rests_until = time.monotonic() + REDIS_REST_SECONDS
-        log.warning("admin sign-in throttle counts per process for %d s, Redis unavailable: %s",
-                    REDIS_REST_SECONDS, error)
+        log.warning(
+            "admin sign-in throttle counts per process for %d s, Redis unavailable: %s", REDIS_REST_SECONDS, error
+        )
         return None
 
 
@@ -122,8 +123,11 @@ def _seconds_blocked(address: str) -> int:
 
 def _count_failure(address: str) -> None:
     window = current_app.config["ADMIN_AUTH_WINDOW_SECONDS"]
-    shared = _redis_call(lambda client: current_app.extensions["auth_count_failure"](
-        keys=[KEY_PREFIX + address], args=[window], client=client))
+    shared = _redis_call(
+        lambda client: current_app.extensions["auth_count_failure"](
+            keys=[KEY_PREFIX + address], args=[window], client=client
+        )
+    )
     failures, left = (int(shared[0]), int(shared[1])) if shared else _local.add(address, window)
     if failures == current_app.config["ADMIN_AUTH_MAX_FAILURES"]:
         log.warning("admin sign-in from %s blocked for %d s after %d wrong passwords", address, left, failures)
@@ -133,8 +137,8 @@ def _count_failure(address: str) -> None:
 
 def _too_many_attempts(seconds: int):
     response = error_response(
-        429, "too_many_attempts",
-        f"Too many wrong admin passwords from your address; try again in {seconds} seconds.")
+        429, "too_many_attempts", f"Too many wrong admin passwords from your address; try again in {seconds} seconds."
+    )
     response.headers["Retry-After"] = str(seconds)
     return response
 

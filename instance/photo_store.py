@@ -53,8 +53,12 @@ class WebDavStore:
         # fifth of a replica's CPU at saturation, more than the HTTP exchange itself. Same
         # retries as requests' default (none once the request may have been sent).
         self._writes = urllib3.connection_from_url(
-            self.base_url, maxsize=16, block=False, retries=urllib3.Retry(0, read=False),
-            timeout=urllib3.Timeout(connect=2, read=15))
+            self.base_url,
+            maxsize=16,
+            block=False,
+            retries=urllib3.Retry(0, read=False),
+            timeout=urllib3.Timeout(connect=2, read=15),
+        )
         self._write_path = urllib3.util.parse_url(self.base_url).path or ""
         self._token = token
 
@@ -69,8 +73,9 @@ class WebDavStore:
         except requests.RequestException as error:
             raise PhotoStoreUnavailable(f"{method} {key}: {error}") from error
 
-    def _write(self, operation: str, method: str, key: str, body: bytes | None = None,
-               content_type: str | None = None) -> int:
+    def _write(
+        self, operation: str, method: str, key: str, body: bytes | None = None, content_type: str | None = None
+    ) -> int:
         headers = {"X-Photo-Store-Token": self._token}
         if content_type:
             headers["Content-Type"] = content_type
@@ -145,8 +150,12 @@ class CloudinaryStore:
         try:
             with track_dependency("photo_store", "put"):
                 cloudinary.uploader.upload(
-                    io.BytesIO(data), public_id=self._public_id(key), type="authenticated",
-                    resource_type="image", overwrite=False, timeout=15,
+                    io.BytesIO(data),
+                    public_id=self._public_id(key),
+                    type="authenticated",
+                    resource_type="image",
+                    overwrite=False,
+                    timeout=15,
                 )
         except (cloudinary.exceptions.Error, OSError) as error:
             raise PhotoStoreUnavailable(f"upload {key}: {error}") from error
@@ -158,8 +167,7 @@ class CloudinaryStore:
         try:
             with track_dependency("photo_store", "delete"):
                 # a delete cleans up after a failed registration: the client waits for it
-                cloudinary.uploader.destroy(self._public_id(key), type="authenticated", invalidate=True,
-                                            timeout=5)
+                cloudinary.uploader.destroy(self._public_id(key), type="authenticated", invalidate=True, timeout=5)
         except (cloudinary.exceptions.Error, OSError) as error:
             raise PhotoStoreUnavailable(f"destroy {key}: {error}") from error
 
@@ -168,7 +176,10 @@ class CloudinaryStore:
 
         public_id, _, extension = key.rpartition(".")
         return cloudinary.utils.private_download_url(
-            public_id, extension, type="authenticated", resource_type="image",
+            public_id,
+            extension,
+            type="authenticated",
+            resource_type="image",
             expires_at=expires or int(time.time()) + self.link_ttl,
         )
 
@@ -203,8 +214,9 @@ def init_app(app: Flask) -> None:
     else:
         if not app.config["PHOTO_LINK_SECRET"] or not app.config["PHOTO_STORE_TOKEN"]:
             raise RuntimeError("PHOTO_LINK_SECRET and PHOTO_STORE_TOKEN must be set for the local photo store")
-        store = WebDavStore(app.config["PHOTO_STORE_URL"], app.config["PHOTO_STORE_TOKEN"],
-                            app.config["PHOTO_LINK_SECRET"], ttl)
+        store = WebDavStore(
+            app.config["PHOTO_STORE_URL"], app.config["PHOTO_STORE_TOKEN"], app.config["PHOTO_LINK_SECRET"], ttl
+        )
     app.extensions["photo_store"] = store
 
 

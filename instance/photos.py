@@ -97,8 +97,14 @@ class Limits:
 
     @classmethod
     def from_config(cls, config) -> Limits:
-        return cls(config["PHOTO_MAX_SIDE"], config["PHOTO_DECODE_MAX_PIXELS"], config["PHOTO_MAX_SCANS"],
-                   config["PHOTO_DECODES"], config["PHOTO_DECODE_WAIT_SECONDS"], config["PHOTO_DECODE_SECONDS"])
+        return cls(
+            config["PHOTO_MAX_SIDE"],
+            config["PHOTO_DECODE_MAX_PIXELS"],
+            config["PHOTO_MAX_SCANS"],
+            config["PHOTO_DECODES"],
+            config["PHOTO_DECODE_WAIT_SECONDS"],
+            config["PHOTO_DECODE_SECONDS"],
+        )
 
 
 _DEFAULT_LIMITS = Limits()
@@ -168,19 +174,27 @@ def _inspect_jpeg(raw: bytes, limits: Limits) -> _Jpeg:
             break  # the end of the picture (or a damaged one: the decoder says which)
         segments += code != 0xDA  # scans have their own limit
         if segments > MAX_JPEG_SEGMENTS:
-            raise _too_costly("jpeg segments", f"The JPEG has more than {MAX_JPEG_SEGMENTS} segments; "
-                                               "no camera writes that. Please send the photo as taken.")
-        length = int.from_bytes(raw[pos:pos + 2], "big")
+            raise _too_costly(
+                "jpeg segments",
+                f"The JPEG has more than {MAX_JPEG_SEGMENTS} segments; "
+                "no camera writes that. Please send the photo as taken.",
+            )
+        length = int.from_bytes(raw[pos : pos + 2], "big")
         if code in _OTHER_FRAMES or (code in _HUFFMAN_FRAMES and frame):
-            raise _invalid("The JPEG uses a coding that cameras and browsers do not (lossless, hierarchical "
-                           "or arithmetic); please send it as a normal JPEG or PNG.")
+            raise _invalid(
+                "The JPEG uses a coding that cameras and browsers do not (lossless, hierarchical "
+                "or arithmetic); please send it as a normal JPEG or PNG."
+            )
         if code in _HUFFMAN_FRAMES:
-            frame = _frame(raw[pos + 2:pos + length], progressive=code == 0xC2)
+            frame = _frame(raw[pos + 2 : pos + length], progressive=code == 0xC2)
         elif code == 0xDA:
             scans += 1
             if scans > limits.max_scans:
-                raise _too_costly("jpeg scans", f"The JPEG has more than {limits.max_scans} scans; decoding it "
-                                                "would take far too long. Please send the photo as taken.")
+                raise _too_costly(
+                    "jpeg scans",
+                    f"The JPEG has more than {limits.max_scans} scans; decoding it "
+                    "would take far too long. Please send the photo as taken.",
+                )
         pos += length
     if frame is None:
         raise _invalid(UNREADABLE)
@@ -191,10 +205,15 @@ def _frame(payload: bytes, progressive: bool) -> tuple[tuple[int, int], bool, in
     if len(payload) < 6:
         raise _invalid(UNREADABLE)
     precision, height, width, count = struct.unpack_from(">BHHB", payload)
-    sampling = [(payload[7 + 3 * n] >> 4, payload[7 + 3 * n] & 15) for n in range(count)
-                if 8 + 3 * n < len(payload)]
-    if precision != 8 or not width or not height or count not in (1, 3, 4) or len(sampling) != count \
-            or not all(1 <= h <= 4 and 1 <= v <= 4 for h, v in sampling):
+    sampling = [(payload[7 + 3 * n] >> 4, payload[7 + 3 * n] & 15) for n in range(count) if 8 + 3 * n < len(payload)]
+    if (
+        precision != 8
+        or not width
+        or not height
+        or count not in (1, 3, 4)
+        or len(sampling) != count
+        or not all(1 <= h <= 4 and 1 <= v <= 4 for h, v in sampling)
+    ):
         raise _invalid("The JPEG is not an 8-bit grey, colour or CMYK picture that can be read.")
     max_h, max_v = max(h for h, _ in sampling), max(v for _, v in sampling)
     mcus = math.ceil(width / (8 * max_h)) * math.ceil(height / (8 * max_v))
@@ -211,8 +230,11 @@ def _inspect_png(raw: bytes) -> tuple[int, int]:
         length, kind = struct.unpack_from(">I4s", raw, pos)
         chunks += 1
         if chunks > MAX_PNG_CHUNKS:
-            raise _too_costly("png chunks", f"The PNG has more than {MAX_PNG_CHUNKS} chunks; no camera or "
-                                            "screenshot tool writes that. Please send the picture as taken.")
+            raise _too_costly(
+                "png chunks",
+                f"The PNG has more than {MAX_PNG_CHUNKS} chunks; no camera or "
+                "screenshot tool writes that. Please send the picture as taken.",
+            )
         if kind == b"IEND":
             break
         pos += 12 + length
@@ -232,14 +254,20 @@ def _check_structure(raw: bytes, max_pixels: int, limits: Limits) -> _Jpeg | Non
     mib = 4 * limits.decode_max_pixels / 2**20
     if not jpeg and width * height > limits.decode_max_pixels:
         # a PNG cannot be decoded at a reduced scale: all of it would be in memory at once
-        raise _too_costly("png pixels", f"The PNG is too large ({width}x{height} pixels); at most "
-                                        f"{limits.decode_max_pixels / 1e6:.1f} megapixels. "
-                                        "Please send a smaller picture or a JPEG.")
+        raise _too_costly(
+            "png pixels",
+            f"The PNG is too large ({width}x{height} pixels); at most "
+            f"{limits.decode_max_pixels / 1e6:.1f} megapixels. "
+            "Please send a smaller picture or a JPEG.",
+        )
     if jpeg and (jpeg.progressive or jpeg.scans > 1) and 2 * jpeg.coefficients > 4 * limits.decode_max_pixels:
         # libjpeg keeps every coefficient of a multi-scan JPEG until the last scan, whatever the scale
-        raise _too_costly("jpeg coefficients", f"The progressive JPEG ({width}x{height} pixels) needs more than "
-                                               f"{mib:.0f} MiB to decode. Please send a smaller or a "
-                                               "baseline JPEG.")
+        raise _too_costly(
+            "jpeg coefficients",
+            f"The progressive JPEG ({width}x{height} pixels) needs more than "
+            f"{mib:.0f} MiB to decode. Please send a smaller or a "
+            "baseline JPEG.",
+        )
     return jpeg
 
 
@@ -294,16 +322,23 @@ def prepare(raw: bytes, max_bytes: int, max_pixels: int = MAX_PIXELS, limits: Li
     jpeg = _check_structure(raw, max_pixels, limits)
     retry_after = max(1, math.ceil(limits.decode_seconds))
     if not limits.slots.acquire(timeout=limits.decode_wait):
-        raise ServiceUnavailable("Too many photos are being checked right now; nothing was stored. "
-                                 f"Please try again in {retry_after} seconds.", retry_after=retry_after)
+        raise ServiceUnavailable(
+            "Too many photos are being checked right now; nothing was stored. "
+            f"Please try again in {retry_after} seconds.",
+            retry_after=retry_after,
+        )
     try:
         return _decode(raw, jpeg, max_pixels, limits, budget)
     except _OverBudget as over:
         if over.costly:
-            raise _too_costly("decode time", "The photo takes too long to decode; please send it as "
-                                             "the camera or phone saved it.") from None
-        raise ServiceUnavailable("The server is too busy to check the photo right now; nothing was stored. "
-                                 f"Please try again in {retry_after} seconds.", retry_after=retry_after) from None
+            raise _too_costly(
+                "decode time", "The photo takes too long to decode; please send it as the camera or phone saved it."
+            ) from None
+        raise ServiceUnavailable(
+            "The server is too busy to check the photo right now; nothing was stored. "
+            f"Please try again in {retry_after} seconds.",
+            retry_after=retry_after,
+        ) from None
     finally:
         limits.slots.release()
 
@@ -346,8 +381,10 @@ def _draft(image: Image.Image, limits: Limits) -> None:
     width, height = image.size
     scale = 1
     for candidate in (2, 4, 8):
-        if max(width, height) // candidate >= limits.max_side \
-                or math.ceil(width / scale) * math.ceil(height / scale) > limits.decode_max_pixels:
+        if (
+            max(width, height) // candidate >= limits.max_side
+            or math.ceil(width / scale) * math.ceil(height / scale) > limits.decode_max_pixels
+        ):
             scale = candidate
     if math.ceil(width / scale) * math.ceil(height / scale) > limits.decode_max_pixels:
         raise _too_costly("jpeg pixels", TOO_MANY_PIXELS)

@@ -42,10 +42,14 @@ bp = Blueprint("registrations", __name__)
 log = logging.getLogger(__name__)
 
 DATABASE_DOWN = "The registration database is unavailable right now; nothing was stored. Please try again shortly."
-OUTCOME_UNKNOWN = ("The registration database did not confirm the write in time: your registration may have been "
-                   "stored. Retry with the same Idempotency-Key to get its answer without registering twice.")
-KEY_REUSED = ("This Idempotency-Key was already used for a registration with another name, city or photo. "
-              "Use a new key for a new registration.")
+OUTCOME_UNKNOWN = (
+    "The registration database did not confirm the write in time: your registration may have been "
+    "stored. Retry with the same Idempotency-Key to get its answer without registering twice."
+)
+KEY_REUSED = (
+    "This Idempotency-Key was already used for a registration with another name, city or photo. "
+    "Use a new key for a new registration."
+)
 KNOWN_CITIES_MAX = 10_000
 STORE_DOWN = "The photo store is unavailable right now; nothing was stored. Please try again shortly."
 # printable and short: UUIDs and the like; the key goes into logs and a hash, never into a query as is
@@ -83,8 +87,11 @@ def _idempotency_key() -> str | None:
     if key is None:
         return None
     if not IDEMPOTENCY_KEY.fullmatch(key):
-        raise ApiError(400, "invalid_idempotency_key",
-                       "The Idempotency-Key header must be 1 to 128 letters, digits or . _ : - (a UUID fits).")
+        raise ApiError(
+            400,
+            "invalid_idempotency_key",
+            "The Idempotency-Key header must be 1 to 128 letters, digits or . _ : - (a UUID fits).",
+        )
     return key
 
 
@@ -119,8 +126,11 @@ def _earlier_attempt(db, registration_id: str, fingerprint: str) -> dict | None:
 def create():
     # a form without a file arrives url-encoded: that is a missing photo, not a wrong format
     if request.mimetype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        raise ApiError(415, "unsupported_media_type",
-                       "Send the registration as multipart/form-data with fields name, city and photo.")
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Send the registration as multipart/form-data with fields name, city and photo.",
+        )
     idempotency_key = _idempotency_key()
     name = required_text(request.form.get("name"), "name", "Name", NAME_MAX)
     city = required_text(request.form.get("city"), "city", "City", CITY_MAX)
@@ -183,18 +193,24 @@ def _insert(doc: dict, store) -> dict:
             outcome, found = insert_outcome(error, lambda: _lookup(db, doc["_id"]))
         if outcome == "stored":
             if found["photo_key"] == doc["photo_key"]:
-                log.warning("database write reported %s but the registration is stored", error.__class__.__name__,
-                            extra={"registration_id": doc["_id"]})
+                log.warning(
+                    "database write reported %s but the registration is stored",
+                    error.__class__.__name__,
+                    extra={"registration_id": doc["_id"]},
+                )
             return found
         if outcome == "not_stored":
             log.error("database write failed, removing the uploaded photo: %s", error)
             _discard_photo(store, doc["photo_key"])
             raise ApiError(503, "database_unavailable", DATABASE_DOWN) from None
         # the write may still land: the photo stays until the database can say (see unsettled.py)
-        log.error("database write may have been sent; photo kept until the database can be asked",
-                  extra={"photo_key": doc["photo_key"], "registration_id": doc["_id"], "error": str(error)})
-        current_app.extensions.setdefault(
-            "unsettled_photos", UnsettledPhotos(db[records.REGISTRATIONS], store)).add(doc["_id"], doc["photo_key"])
+        log.error(
+            "database write may have been sent; photo kept until the database can be asked",
+            extra={"photo_key": doc["photo_key"], "registration_id": doc["_id"], "error": str(error)},
+        )
+        current_app.extensions.setdefault("unsettled_photos", UnsettledPhotos(db[records.REGISTRATIONS], store)).add(
+            doc["_id"], doc["photo_key"]
+        )
         raise ApiError(503, "database_unavailable", OUTCOME_UNKNOWN) from None
 
 
@@ -212,7 +228,8 @@ def insert_outcome(error: PyMongoError, find) -> tuple[str, dict | None]:
     # or the server refused this very document; a duplicate key is our own earlier attempt or
     # another attempt with the same Idempotency-Key, and the lookup tells which
     if isinstance(error, ServerSelectionTimeoutError) or (
-            isinstance(error, WriteError) and not isinstance(error, DuplicateKeyError)):
+        isinstance(error, WriteError) and not isinstance(error, DuplicateKeyError)
+    ):
         return "not_stored", None
     try:
         found = find()

@@ -61,7 +61,10 @@ class UnsettledPhotos:
                     self.store.delete(photo_key)
             except (PyMongoError, PhotoStoreUnavailable):
                 return  # still unreachable: next round
-            log.info("unsettled registration resolved: %s", "stored" if stored else "never stored, photo removed",
-                     extra={"registration_id": registration_id, "photo_key": photo_key})
+            log.info(
+                "unsettled registration resolved: %s",
+                "stored" if stored else "never stored, photo removed",
+                extra={"registration_id": registration_id, "photo_key": photo_key},
+            )
             with self._lock:
                 self.pending.pop(photo_key, None)

@@ -34,8 +34,7 @@ def read_rows(db, link_prefix: str) -> list[tuple[str, list[tuple]]]:
     for doc in naive.find({}, {"name": 1, "city_key": 1, "created_at": 1}).batch_size(5000):
         rows = by_city.get(doc.get("city_key"))
         if rows is not None:
-            rows.append((doc["name"], display[doc["city_key"]], doc["created_at"],
-                         f"{link_prefix}{doc['_id']}/photo"))
+            rows.append((doc["name"], display[doc["city_key"]], doc["created_at"], f"{link_prefix}{doc['_id']}/photo"))
     for rows in by_city.values():
         rows.sort(key=lambda row: row[2])
     return [(display[key], rows) for key, rows in by_city.items()]  # dicts keep the key order

@@ -51,11 +51,19 @@ VICTIMS = {
     # a cache: the chart is served from the database meanwhile; nothing may fail
     "redis": ("RedisDown", lambda row: False),
     # registrations are refused with a clear 503 and nothing is stored; everything else works
-    "photo-store": ("PhotoStoreDown", lambda row: row["name"].startswith(REGISTRATION)
-                    and row["status"] == 503 and row["code"] == "photo_store_unavailable"),
+    "photo-store": (
+        "PhotoStoreDown",
+        lambda row: (
+            row["name"].startswith(REGISTRATION) and row["status"] == 503 and row["code"] == "photo_store_unavailable"
+        ),
+    ),
     # registrations answer 503 (careful clients retry); a report or a chart miss needs it too
-    "mongodb": ("MongoDBDown", lambda row: row["status"] in (502, 503, 504) and (
-        row["name"].startswith(REGISTRATION) or _chart_or_report(row))),
+    "mongodb": (
+        "MongoDBDown",
+        lambda row: (
+            row["status"] in (502, 503, 504) and (row["name"].startswith(REGISTRATION) or _chart_or_report(row))
+        ),
+    ),
 }
 
 
@@ -67,14 +75,32 @@ def p95(values: list[float]) -> float | None:
 
 
 def _start_load(s: Settings, out: Path, users: int, spawn_rate: float) -> subprocess.Popen:
-    env = {**os.environ, "ADMIN_PASSWORD": s.secrets["ADMIN_PASSWORD"],
-           "LOADTEST_ACK_FILE": str(out / "acknowledged.txt"), "LOADTEST_REQUESTS_FILE": str(out / "requests.jsonl"),
-           "LOADTEST_REGISTRATIONS_FILE": str(out / "registrations.jsonl")}
-    command = [sys.executable, "-m", "loadtests.run", "--users", str(users), "--spawn-rate", str(spawn_rate),
-               "--duration", "2h", "--p95-ms", "0", "--host", s.public_url, "--out", str(out / "locust")]
+    env = {
+        **os.environ,
+        "ADMIN_PASSWORD": s.secrets["ADMIN_PASSWORD"],
+        "LOADTEST_ACK_FILE": str(out / "acknowledged.txt"),
+        "LOADTEST_REQUESTS_FILE": str(out / "requests.jsonl"),
+        "LOADTEST_REGISTRATIONS_FILE": str(out / "registrations.jsonl"),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "loadtests.run",
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(spawn_rate),
+        "--duration",
+        "2h",
+        "--p95-ms",
+        "0",
+        "--host",
+        s.public_url,
+        "--out",
+        str(out / "locust"),
+    ]
     log = open(out / "load.log", "w")  # noqa: SIM115 - the load runs in the background; closed in _stop_load
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     process.log = log
     return process
 
@@ -99,10 +125,17 @@ def _integrity(s: Settings, db, since: datetime) -> dict:
     keys = {doc["photo_key"] for doc in new_records}
     without_photo = sum(1 for key in keys if not (photo_dir / key).is_file())
     cutoff = since.timestamp()
-    new_photos = {str(p.relative_to(photo_dir)) for p in photo_dir.rglob("*")
-                  if p.is_file() and p.stat().st_mtime >= cutoff}
-    referenced = {doc["photo_key"] for doc in db[records.REGISTRATIONS].find(
-        {"photo_key": {"$in": sorted(new_photos)}}, {"photo_key": 1})} if new_photos else set()
+    new_photos = {
+        str(p.relative_to(photo_dir)) for p in photo_dir.rglob("*") if p.is_file() and p.stat().st_mtime >= cutoff
+    }
+    referenced = (
+        {
+            doc["photo_key"]
+            for doc in db[records.REGISTRATIONS].find({"photo_key": {"$in": sorted(new_photos)}}, {"photo_key": 1})
+        }
+        if new_photos
+        else set()
+    )
     return {"records_without_photo": without_photo, "orphan_photos": len(new_photos - referenced)}
 
 
@@ -138,7 +171,7 @@ def registration_outcomes(db, lines: list[dict], since: datetime) -> dict:
 def _stored(db, ids: list[str]) -> int:
     stored = 0
     for start in range(0, len(ids), 1000):
-        stored += db[records.REGISTRATIONS].count_documents({"_id": {"$in": ids[start:start + 1000]}})
+        stored += db[records.REGISTRATIONS].count_documents({"_id": {"$in": ids[start : start + 1000]}})
     return stored
 
 
@@ -217,11 +250,15 @@ def run(args: argparse.Namespace) -> int:
     before = [row["ms"] for row in rows if row["t"] < stopped_at]
     during = [row["ms"] for row in rows if stopped_at <= row["t"] < restarted_at]
     after = [row for row in others if restarted_at + 10 <= row["t"] <= ended_at]
-    acknowledged = sorted(set((out / "acknowledged.txt").read_text().split())) if (
-        out / "acknowledged.txt").exists() else []
+    acknowledged = (
+        sorted(set((out / "acknowledged.txt").read_text().split())) if (out / "acknowledged.txt").exists() else []
+    )
     registrations_log = out / "registrations.jsonl"
-    lines = [json.loads(line) for line in registrations_log.read_text().splitlines() if line.strip()] if (
-        registrations_log.exists()) else []
+    lines = (
+        [json.loads(line) for line in registrations_log.read_text().splitlines() if line.strip()]
+        if (registrations_log.exists())
+        else []
+    )
     stored = _stored(db, acknowledged)
     result = {
         "victim": args.victim,
@@ -238,8 +275,11 @@ def run(args: argparse.Namespace) -> int:
         "p95_ms_before": p95(before),
         "p95_ms_during": p95(during),
         "refused_as_documented": len(refused),
-        "chart_served_during": sum(1 for row in rows if stopped_at <= row["t"] < restarted_at
-                                   and row["name"].startswith("/api/chart") and row["ok"]),
+        "chart_served_during": sum(
+            1
+            for row in rows
+            if stopped_at <= row["t"] < restarted_at and row["name"].startswith("/api/chart") and row["ok"]
+        ),
         "recovered": bool(after) and all(row["ok"] for row in after),
         **_integrity(s, db, began),
     }
@@ -249,8 +289,11 @@ def run(args: argparse.Namespace) -> int:
         problems.append(f"{result['lost']} acknowledged registrations are not stored")
     for what in ("failed", "duplicates", "ghosts"):
         if result[what]:
-            problems.append(f"{result[what]} registrations {what.rstrip('s')}"
-                            if what == "failed" else f"{result[what]} {what} stored")
+            problems.append(
+                f"{result[what]} registrations {what.rstrip('s')}"
+                if what == "failed"
+                else f"{result[what]} {what} stored"
+            )
     if failed:
         kinds = sorted({f"{row['name']} -> {row['status']} {row['code'] or ''}".strip() for row in failed})
         problems.append(f"{len(failed)} requests failed: {'; '.join(kinds[:5])}")
@@ -271,23 +314,35 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./init.sh drill", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--victim", default="instance-2", choices=sorted(VICTIMS),
-                        help="the part to stop (default: %(default)s)")
+    parser.add_argument(
+        "--victim", default="instance-2", choices=sorted(VICTIMS), help="the part to stop (default: %(default)s)"
+    )
     fault = parser.add_mutually_exclusive_group()
-    fault.add_argument("--kill", action="store_true",
-                       help="SIGKILL the victim's process group (a machine that dies) instead of stopping it")
-    fault.add_argument("--freeze", type=float, metavar="SECONDS",
-                       help="SIGSTOP the victim's process group for SECONDS, then SIGCONT (a machine that hangs)")
+    fault.add_argument(
+        "--kill",
+        action="store_true",
+        help="SIGKILL the victim's process group (a machine that dies) instead of stopping it",
+    )
+    fault.add_argument(
+        "--freeze",
+        type=float,
+        metavar="SECONDS",
+        help="SIGSTOP the victim's process group for SECONDS, then SIGCONT (a machine that hangs)",
+    )
     parser.add_argument("--users", type=int, default=30, help="locust users (default: %(default)s)")
-    parser.add_argument("--spawn-rate", type=float, default=10,
-                        help="users started per second (default: %(default)s)")
-    parser.add_argument("--warmup", type=float, default=30,
-                        help="seconds of load before the stop (default: %(default)s)")
-    parser.add_argument("--outage", type=float, default=45,
-                        help="seconds the victim stays down at least, longer until its alert email "
-                             "(default: %(default)s)")
-    parser.add_argument("--settle", type=float, default=15,
-                        help="seconds of load after the resolved email (default: %(default)s)")
+    parser.add_argument("--spawn-rate", type=float, default=10, help="users started per second (default: %(default)s)")
+    parser.add_argument(
+        "--warmup", type=float, default=30, help="seconds of load before the stop (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--outage",
+        type=float,
+        default=45,
+        help="seconds the victim stays down at least, longer until its alert email (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--settle", type=float, default=15, help="seconds of load after the resolved email (default: %(default)s)"
+    )
     parser.add_argument("--out", type=Path, help="folder for the drill's files (default: var/drills/<time>-<victim>)")
     return run(parser.parse_args(argv))
 

@@ -78,10 +78,14 @@ def progressive_jpeg(width: int, height: int, scans: int = 1, components: int = 
     blocks = -(-width // 8) * -(-height // 8)
     ids = bytes(range(1, components + 1))
     frame = struct.pack(">BHHB", 8, height, width, components) + b"".join(bytes([c, 0x11, 0]) for c in ids)
-    head = (b"\xff\xd8" + _segment(0xDB, b"\x00" + b"\x01" * 64) + _segment(coding, frame)
-            # one code each, 1 bit long: DC "difference 0"; AC "a run of 2**14 + (14 bits) empty blocks"
-            + _segment(0xC4, b"\x00\x01" + b"\x00" * 15 + b"\x00")
-            + _segment(0xC4, b"\x10\x01" + b"\x00" * 15 + b"\xe0"))
+    head = (
+        b"\xff\xd8"
+        + _segment(0xDB, b"\x00" + b"\x01" * 64)
+        + _segment(coding, frame)
+        # one code each, 1 bit long: DC "difference 0"; AC "a run of 2**14 + (14 bits) empty blocks"
+        + _segment(0xC4, b"\x00\x01" + b"\x00" * 15 + b"\x00")
+        + _segment(0xC4, b"\x10\x01" + b"\x00" * 15 + b"\xe0")
+    )
     dc_scan = _segment(0xDA, bytes([components]) + b"".join(bytes([c, 0]) for c in ids) + b"\x00\x00\x00")
     dc_scan += _entropy([(0, 1)] * (blocks * components))
     runs = _entropy([(0b0_11111111111111, 15)] * -(-blocks // 32767))
@@ -100,8 +104,14 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def png_file(width: int, height: int, bit_depth: int = 1, color_type: int = 0, interlace: int = 0,
-             extra: list[tuple[bytes, bytes]] = ()) -> bytes:
+def png_file(
+    width: int,
+    height: int,
+    bit_depth: int = 1,
+    color_type: int = 0,
+    interlace: int = 0,
+    extra: list[tuple[bytes, bytes]] = (),
+) -> bytes:
     """A PNG whose pixels are all zero, written chunk by chunk: Pillow cannot save every
     depth, nor interlace, and this never holds the pixels in memory (1-bit 40 Mpx: 5 KB)."""
     channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color_type]
@@ -113,11 +123,16 @@ def png_file(width: int, height: int, bit_depth: int = 1, color_type: int = 0, i
     raw_size = sum(h * (1 + -(-w * channels * bit_depth // 8)) for w, h in shapes if w > 0 and h > 0)
     compress = zlib.compressobj(9)
     zeros = bytes(2**20)
-    data = [compress.compress(zeros[:min(len(zeros), raw_size - done)]) for done in range(0, raw_size, len(zeros))]
+    data = [compress.compress(zeros[: min(len(zeros), raw_size - done)]) for done in range(0, raw_size, len(zeros))]
     data.append(compress.flush())
     header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, interlace)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + b"".join(_chunk(k, d) for k, d in extra)
-            + _chunk(b"IDAT", b"".join(data)) + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + b"".join(_chunk(k, d) for k, d in extra)
+        + _chunk(b"IDAT", b"".join(data))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def text_bomb_png(chunks: int, inflated: int = 2**20 - 1) -> bytes:
@@ -211,14 +226,18 @@ class Honest:
             n += 1
             started = time.monotonic()
             try:
-                response = http.post(f"{self.url}/api/registrations", timeout=30,
-                                     data={"name": f"Ana Honest {self.marker}", "city": random_city()},
-                                     files={"photo": ("id.jpg", photo, "image/jpeg")})
+                response = http.post(
+                    f"{self.url}/api/registrations",
+                    timeout=30,
+                    data={"name": f"Ana Honest {self.marker}", "city": random_city()},
+                    files={"photo": ("id.jpg", photo, "image/jpeg")},
+                )
                 status = response.status_code
             except requests.RequestException as error:
                 status = error.__class__.__name__
-            self.registrations.append({"t": time.monotonic(), "photo": label, "status": status,
-                                       "s": time.monotonic() - started})
+            self.registrations.append(
+                {"t": time.monotonic(), "photo": label, "status": status, "s": time.monotonic() - started}
+            )
 
     def browse(self) -> None:
         http = requests.Session()
@@ -236,10 +255,18 @@ def _upload(url: str, kind: str, raw: bytes, marker: str, start: threading.Barri
     start.wait()
     began = time.monotonic()
     try:
-        response = requests.post(f"{url}/api/registrations", timeout=300,
-                                 data={"name": f"Eve Crafted {marker}", "city": "Quito"},
-                                 files={"photo": ("id.jpg" if kind.startswith("jpeg") else "id.png", raw,
-                                                  "image/jpeg" if kind.startswith("jpeg") else "image/png")})
+        response = requests.post(
+            f"{url}/api/registrations",
+            timeout=300,
+            data={"name": f"Eve Crafted {marker}", "city": "Quito"},
+            files={
+                "photo": (
+                    "id.jpg" if kind.startswith("jpeg") else "id.png",
+                    raw,
+                    "image/jpeg" if kind.startswith("jpeg") else "image/png",
+                )
+            },
+        )
         status = response.status_code
         try:
             code = response.json()["error"]["code"]
@@ -247,15 +274,23 @@ def _upload(url: str, kind: str, raw: bytes, marker: str, start: threading.Barri
             code = None
     except requests.RequestException as error:
         status, code = error.__class__.__name__, None
-    return {"kind": kind, "bytes": len(raw), "status": status, "code": code, "s": round(time.monotonic() - began, 2),
-            "t": began}
+    return {
+        "kind": kind,
+        "bytes": len(raw),
+        "status": status,
+        "code": code,
+        "s": round(time.monotonic() - began, 2),
+        "t": began,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
     s = load()
-    down = [part.name for part in all_parts(s) if part.name.startswith(("instance-", "nginx", "mongodb",
-                                                                         "photo-store"))
-            and not supervisor.healthy(part)]
+    down = [
+        part.name
+        for part in all_parts(s)
+        if part.name.startswith(("instance-", "nginx", "mongodb", "photo-store")) and not supervisor.healthy(part)
+    ]
     if down:
         print(f"the stack is not fully up ({', '.join(down)}); start it with ./init.sh", file=sys.stderr)
         return 2
@@ -274,8 +309,10 @@ def run(args: argparse.Namespace) -> int:
         at_attack = memory.sample()
         attack_began = time.monotonic()
         start = threading.Barrier(args.crafted)
-        uploads = [pool.submit(_upload, s.public_url, kinds[n % len(kinds)], files[kinds[n % len(kinds)]], marker,
-                               start) for n in range(args.crafted)]
+        uploads = [
+            pool.submit(_upload, s.public_url, kinds[n % len(kinds)], files[kinds[n % len(kinds)]], marker, start)
+            for n in range(args.crafted)
+        ]
         crafted = [future.result() for future in uploads]
         attack_ended = time.monotonic()
         time.sleep(args.warmup)  # honest traffic after the attack: does the cluster recover at once?
@@ -312,17 +349,25 @@ def run(args: argparse.Namespace) -> int:
     }
 
     for row in sorted(crafted, key=lambda row: row["s"]):
-        print(f"crafted {row['kind']:<18} {row['bytes'] / 1e6:6.2f} MB -> {row['status']} {row['code'] or ''}"
-              f"  {row['s']:.2f}s")
-    print(f"honest registrations: {result['honest_registrations']} ({result['honest_failed']} failed "
-          f"{result['honest_failures']}; "
-          f"{result['honest_during_attack']} during the attack, {result['honest_during_attack_failed']} failed, "
-          f"worst {result['honest_worst_s_during_attack']}s), p95 {result['honest_p95_s']}s")
-    print(f"page loads: {result['pages']} ({result['pages_failed']} failed), p95 {result['page_p95_s']}s, "
-          f"during the attack {result['page_p95_s_during_attack']}s")
-    print(f"replicas' RSS: {result['rss_mb_before']} MB before, +{result['rss_growth_mb_warmup']} MB after the "
-          f"honest warm-up, +{result['rss_growth_mb_peak']} MB at the peak {result['rss_growth_mb_peak_by_replica']},"
-          f" +{result['rss_growth_mb_after']} MB at the end")
+        print(
+            f"crafted {row['kind']:<18} {row['bytes'] / 1e6:6.2f} MB -> {row['status']} {row['code'] or ''}"
+            f"  {row['s']:.2f}s"
+        )
+    print(
+        f"honest registrations: {result['honest_registrations']} ({result['honest_failed']} failed "
+        f"{result['honest_failures']}; "
+        f"{result['honest_during_attack']} during the attack, {result['honest_during_attack_failed']} failed, "
+        f"worst {result['honest_worst_s_during_attack']}s), p95 {result['honest_p95_s']}s"
+    )
+    print(
+        f"page loads: {result['pages']} ({result['pages_failed']} failed), p95 {result['page_p95_s']}s, "
+        f"during the attack {result['page_p95_s_during_attack']}s"
+    )
+    print(
+        f"replicas' RSS: {result['rss_mb_before']} MB before, +{result['rss_growth_mb_warmup']} MB after the "
+        f"honest warm-up, +{result['rss_growth_mb_peak']} MB at the peak {result['rss_growth_mb_peak_by_replica']},"
+        f" +{result['rss_growth_mb_after']} MB at the end"
+    )
 
     problems = []
     slow = [row for row in crafted if not isinstance(row["status"], int) or row["s"] > GOALS["crafted_s"]]
@@ -366,12 +411,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.hostile_uploads", description=__doc__.split("\n\n")[0])
     parser.add_argument("--crafted", type=int, default=24, help="crafted uploads sent at once (default: %(default)s)")
     parser.add_argument("--honest", type=int, default=4, help="clients registering in a loop (default: %(default)s)")
-    parser.add_argument("--pages", type=int, default=4,
-                        help="clients loading the page in a loop (default: %(default)s)")
-    parser.add_argument("--heavy", action="store_true",
-                        help="send the heaviest files the limits accept instead of crafted ones")
-    parser.add_argument("--warmup", type=float, default=5,
-                        help="seconds of honest traffic before the attack, and after it (default: %(default)s)")
+    parser.add_argument(
+        "--pages", type=int, default=4, help="clients loading the page in a loop (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--heavy", action="store_true", help="send the heaviest files the limits accept instead of crafted ones"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=5,
+        help="seconds of honest traffic before the attack, and after it (default: %(default)s)",
+    )
     return run(parser.parse_args(argv))
 
 

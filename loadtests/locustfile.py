@@ -98,8 +98,14 @@ def _log_request(name, response_time, response, exception, start_time=None, **_k
         body = _json(response)
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
             code = body["error"].get("code")
-    line = {"t": round(start_time or 0, 3), "ms": round(response_time, 1), "name": name, "status": status,
-            "ok": exception is None, "code": code}
+    line = {
+        "t": round(start_time or 0, 3),
+        "ms": round(response_time, 1),
+        "name": name,
+        "status": status,
+        "ok": exception is None,
+        "code": code,
+    }
     _requests_file.write(json.dumps(line) + "\n")
     _requests_file.flush()
 
@@ -183,14 +189,25 @@ class Registrant(HttpUser):
             while True:
                 status, retry_after, registration_id = self._attempt(data, files, key, size)
                 statuses.append(status)
-                if (registration_id or status not in workload.RETRYABLE_STATUSES
-                        or time.time() - started > workload.RETRY_BUDGET_S):
+                if (
+                    registration_id
+                    or status not in workload.RETRYABLE_STATUSES
+                    or time.time() - started > workload.RETRY_BUDGET_S
+                ):
                     break
                 time.sleep(workload.retry_delay(len(statuses) - 1, retry_after))
             ended = True
         finally:  # also when the run stops it mid-retry: the drill must know that key was in flight
-            record_registration({"t": round(started, 3), "key": key, "id": registration_id, "statuses": statuses,
-                                 "ms": round((time.time() - started) * 1000, 1), "ended": ended})
+            record_registration(
+                {
+                    "t": round(started, 3),
+                    "key": key,
+                    "id": registration_id,
+                    "statuses": statuses,
+                    "ms": round((time.time() - started) * 1000, 1),
+                    "ended": ended,
+                }
+            )
 
     def _attempt(self, data, files, key, size) -> tuple[int, str | None, str | None]:
         """One POST: (status, Retry-After, the id when acknowledged)."""

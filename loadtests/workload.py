@@ -74,8 +74,6 @@ def _city_table() -> tuple[list[str], list[float]]:
 _SPELLINGS, _WEIGHTS = _city_table()
 
 
-
-
 def random_city(rng: random.Random = random) -> str:  # type: ignore[assignment]
     """One city as a person would type it, drawn from the skewed distribution."""
     return rng.choices(_SPELLINGS, weights=_WEIGHTS)[0]

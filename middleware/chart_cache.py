@@ -88,8 +88,7 @@ class TrackedChart:
                 try:
                     return self._tracked()
                 except _TrackingRefused as error:  # the server is not going to change its mind
-                    log.warning("Redis refuses client-side caching, reading the chart on every request: %s",
-                                error)
+                    log.warning("Redis refuses client-side caching, reading the chart on every request: %s", error)
                     self._tracking = False
         with track_dependency("redis", "get"):
             return self._client.hget(DATA_KEY, "data")
@@ -199,7 +198,8 @@ def store(chart: dict, filled: int) -> bool:
     try:
         with track_dependency("redis", "set"):
             written = current_app.extensions["chart_store_script"](
-                keys=[DATA_KEY], args=[json.dumps(chart), filled, current_app.config["CHART_CACHE_TTL_SECONDS"]])
+                keys=[DATA_KEY], args=[json.dumps(chart), filled, current_app.config["CHART_CACHE_TTL_SECONDS"]]
+            )
     except redis.RedisError as error:
         log.warning("chart cache not written, Redis unavailable: %s", error)
         return False
@@ -273,7 +273,10 @@ def ping() -> None:
 
 def init_app(app: Flask) -> None:
     client = redis.Redis.from_url(
-        app.config["REDIS_URL"], socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=10,
+        app.config["REDIS_URL"],
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        health_check_interval=10,
     )
     app.extensions["redis"] = client
     app.extensions["chart_local"] = TrackedChart(app.config["REDIS_URL"], client)

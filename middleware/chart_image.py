@@ -26,10 +26,11 @@ def bars(cities: list[dict], limit: int = MAX_BARS) -> list[tuple[str, int]]:
     """(label, total) per bar in the chart's order; past `limit` the smallest become one "Other" bar."""
     if len(cities) <= limit:
         return [(c["city"], c["total"]) for c in cities]
-    keep = {id(c) for c in sorted(cities, key=lambda c: -c["total"])[:limit - 1]}
+    keep = {id(c) for c in sorted(cities, key=lambda c: -c["total"])[: limit - 1]}
     rest = [c for c in cities if id(c) not in keep]
     return [(c["city"], c["total"]) for c in cities if id(c) in keep] + [
-        (f"Other ({len(rest)} cities)", sum(c["total"] for c in rest))]
+        (f"Other ({len(rest)} cities)", sum(c["total"] for c in rest))
+    ]
 
 
 def figure(chart: dict) -> Figure:

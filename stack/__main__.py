@@ -96,8 +96,9 @@ def reload_part(args) -> int:
 def logs(args) -> int:
     s = load()
     names = [args.part] if args.part else [p.name for p in all_parts(s)]
-    return logview.show(s.log_dir, names, level=args.level, request_id=args.request_id, follow=args.follow,
-                        lines=args.lines)
+    return logview.show(
+        s.log_dir, names, level=args.level, request_id=args.request_id, follow=args.follow, lines=args.lines
+    )
 
 
 def run_seed(args) -> int:
@@ -109,8 +110,9 @@ def test(args) -> int:
     """Isolated stack (own ports and state folder), the whole pytest suite, then down."""
     var = ROOT / "var" / "test"
     # TEST_PORT_OFFSET lets two checkouts run their suites side by side
-    os.environ.update(PORT_OFFSET=os.environ.get("TEST_PORT_OFFSET", "10000"), VAR_DIR=str(var),
-                      ENV_FILE=str(var / ".env"))
+    os.environ.update(
+        PORT_OFFSET=os.environ.get("TEST_PORT_OFFSET", "10000"), VAR_DIR=str(var), ENV_FILE=str(var / ".env")
+    )
     for name in ("MONGO_URL", "CLOUDINARY_URL", "LOKI_URL"):
         os.environ.pop(name, None)  # the suite runs against the stack it starts, nothing external
     down(args)
@@ -158,10 +160,13 @@ def main() -> int:
     sub.add_parser("up", help="start everything (the default)").set_defaults(func=up)
     sub.add_parser("down", help="stop everything").set_defaults(func=down)
     sub.add_parser("status", help="each part: up/down, pid, port").set_defaults(func=status)
-    for name, func, text in (("start", start_part, "start one part"), ("stop", stop_part, "stop one part"),
-                             ("freeze", freeze_part, "SIGSTOP one part (a hung machine)"),
-                             ("thaw", freeze_part, "SIGCONT a frozen part"),
-                             ("reload", reload_part, "SIGHUP one part: prometheus, alertmanager re-read their files")):
+    for name, func, text in (
+        ("start", start_part, "start one part"),
+        ("stop", stop_part, "stop one part"),
+        ("freeze", freeze_part, "SIGSTOP one part (a hung machine)"),
+        ("thaw", freeze_part, "SIGCONT a frozen part"),
+        ("reload", reload_part, "SIGHUP one part: prometheus, alertmanager re-read their files"),
+    ):
         command = sub.add_parser(name, help=text)
         command.add_argument("part")
         command.set_defaults(func=func)

@@ -47,38 +47,80 @@ def observability(s: Settings) -> list[Part]:
         alertmanager_dir.mkdir(parents=True, exist_ok=True)
         (s.data_dir / "alertmanager").mkdir(parents=True, exist_ok=True)
         _link(alertmanager_dir / "templates", ROOT / "alertmanager/templates")
-        (alertmanager_dir / "alertmanager.yml").write_text(render(
-            (ROOT / "alertmanager/alertmanager.yml").read_text(), alerting_values(s)))
+        (alertmanager_dir / "alertmanager.yml").write_text(
+            render((ROOT / "alertmanager/alertmanager.yml").read_text(), alerting_values(s))
+        )
 
     def exporter(name: str, binary: str, port_key: str, *flags: str) -> Part:
         address = listen(port_key)
-        return Part(name, [_bin(binary), *flags, f"--web.listen-address={address}"],
-                    f"http://{address}/metrics", p[port_key])
+        return Part(
+            name, [_bin(binary), *flags, f"--web.listen-address={address}"], f"http://{address}/metrics", p[port_key]
+        )
 
     return [
-        Part("mail-sink", [sys.executable, "-m", "mailsink", "--host", "127.0.0.1", "--port",
-                           str(p["MAIL_SINK_PORT"]), "--maildir", str(s.mail_dir)],
-             f"tcp://{listen('MAIL_SINK_PORT')}", p["MAIL_SINK_PORT"]),
+        Part(
+            "mail-sink",
+            [
+                sys.executable,
+                "-m",
+                "mailsink",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(p["MAIL_SINK_PORT"]),
+                "--maildir",
+                str(s.mail_dir),
+            ],
+            f"tcp://{listen('MAIL_SINK_PORT')}",
+            p["MAIL_SINK_PORT"],
+        ),
         exporter("node-exporter", "prometheus-node-exporter", "NODE_EXPORTER_PORT"),
-        exporter("nginx-exporter", "prometheus-nginx-exporter", "NGINX_EXPORTER_PORT",
-                 f"--nginx.scrape-uri=http://{listen('NGINX_STATUS_PORT')}/stub_status"),
-        exporter("redis-exporter", "prometheus-redis-exporter", "REDIS_EXPORTER_PORT",
-                 f"--redis.addr=redis://{listen('REDIS_PORT')}"),
-        exporter("blackbox-exporter", "prometheus-blackbox-exporter", "BLACKBOX_EXPORTER_PORT",
-                 f"--config.file={ROOT / 'prometheus/blackbox.yml'}"),
-        Part("prometheus", [_bin("prometheus"), f"--config.file={prometheus_dir / 'prometheus.yml'}",
-                            f"--storage.tsdb.path={s.data_dir / 'prometheus'}",
-                            "--storage.tsdb.retention.time=15d",
-                            f"--web.listen-address={listen('PROMETHEUS_PORT')}",
-                            f"--web.external-url=http://{listen('PROMETHEUS_PORT')}"],
-             f"http://{listen('PROMETHEUS_PORT')}/-/ready", p["PROMETHEUS_PORT"], prepare=prepare_prometheus),
-        Part("alertmanager", [_bin("prometheus-alertmanager"),
-                              f"--config.file={alertmanager_dir / 'alertmanager.yml'}",
-                              f"--storage.path={s.data_dir / 'alertmanager'}",
-                              f"--web.listen-address={listen('ALERTMANAGER_PORT')}",
-                              f"--web.external-url=http://{listen('ALERTMANAGER_PORT')}",
-                              "--cluster.listen-address="],  # one node: no gossip port
-             f"http://{listen('ALERTMANAGER_PORT')}/-/ready", p["ALERTMANAGER_PORT"], prepare=prepare_alertmanager),
+        exporter(
+            "nginx-exporter",
+            "prometheus-nginx-exporter",
+            "NGINX_EXPORTER_PORT",
+            f"--nginx.scrape-uri=http://{listen('NGINX_STATUS_PORT')}/stub_status",
+        ),
+        exporter(
+            "redis-exporter",
+            "prometheus-redis-exporter",
+            "REDIS_EXPORTER_PORT",
+            f"--redis.addr=redis://{listen('REDIS_PORT')}",
+        ),
+        exporter(
+            "blackbox-exporter",
+            "prometheus-blackbox-exporter",
+            "BLACKBOX_EXPORTER_PORT",
+            f"--config.file={ROOT / 'prometheus/blackbox.yml'}",
+        ),
+        Part(
+            "prometheus",
+            [
+                _bin("prometheus"),
+                f"--config.file={prometheus_dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={s.data_dir / 'prometheus'}",
+                "--storage.tsdb.retention.time=15d",
+                f"--web.listen-address={listen('PROMETHEUS_PORT')}",
+                f"--web.external-url=http://{listen('PROMETHEUS_PORT')}",
+            ],
+            f"http://{listen('PROMETHEUS_PORT')}/-/ready",
+            p["PROMETHEUS_PORT"],
+            prepare=prepare_prometheus,
+        ),
+        Part(
+            "alertmanager",
+            [
+                _bin("prometheus-alertmanager"),
+                f"--config.file={alertmanager_dir / 'alertmanager.yml'}",
+                f"--storage.path={s.data_dir / 'alertmanager'}",
+                f"--web.listen-address={listen('ALERTMANAGER_PORT')}",
+                f"--web.external-url=http://{listen('ALERTMANAGER_PORT')}",
+                "--cluster.listen-address=",
+            ],  # one node: no gossip port
+            f"http://{listen('ALERTMANAGER_PORT')}/-/ready",
+            p["ALERTMANAGER_PORT"],
+            prepare=prepare_alertmanager,
+        ),
     ]
 
 

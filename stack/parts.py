@@ -37,13 +37,25 @@ def _nginx_part(s: Settings, name: str, template: Path, values: dict[str, str], 
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (s.run_dir / name / sub).mkdir(parents=True, exist_ok=True)
         conf.write_text(render(template.read_text(), values))
-        main_conf.write_text(render((ROOT / "nginx/native.conf.template").read_text(), {
-            "NGINX_USER_DIRECTIVE": _nginx_user(),
-            "RUN_DIR": str(s.run_dir), "LOG_DIR": str(s.log_dir), "PART": name,
-        }))
+        main_conf.write_text(
+            render(
+                (ROOT / "nginx/native.conf.template").read_text(),
+                {
+                    "NGINX_USER_DIRECTIVE": _nginx_user(),
+                    "RUN_DIR": str(s.run_dir),
+                    "LOG_DIR": str(s.log_dir),
+                    "PART": name,
+                },
+            )
+        )
 
-    return Part(name, [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(main_conf), "-e",
-                       str(s.log_dir / f"{name}.error.log")], health, port, prepare=prepare)
+    return Part(
+        name,
+        [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(main_conf), "-e", str(s.log_dir / f"{name}.error.log")],
+        health,
+        port,
+        prepare=prepare,
+    )
 
 
 def _mongodb(s: Settings) -> Part | None:
@@ -55,11 +67,24 @@ def _mongodb(s: Settings) -> Part | None:
     if mongod:
         argv = [mongod, "--dbpath", str(data), "--port", str(port), "--bind_ip", "127.0.0.1", "--quiet"]
     else:
-        argv = [sys.executable, "-m", "stack.embedded_mongo", "--data-dir", str(data), "--port", str(port),
-                "--host", "127.0.0.1", "--log-file", str(s.log_dir / "mongodb.nx.log"),
-                "--pid-file", str(s.run_dir / "mongodb.nx.pid")]
-    return Part("mongodb", argv, f"tcp://127.0.0.1:{port}", port,
-                prepare=lambda: data.mkdir(parents=True, exist_ok=True))
+        argv = [
+            sys.executable,
+            "-m",
+            "stack.embedded_mongo",
+            "--data-dir",
+            str(data),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--log-file",
+            str(s.log_dir / "mongodb.nx.log"),
+            "--pid-file",
+            str(s.run_dir / "mongodb.nx.pid"),
+        ]
+    return Part(
+        "mongodb", argv, f"tcp://127.0.0.1:{port}", port, prepare=lambda: data.mkdir(parents=True, exist_ok=True)
+    )
 
 
 def operator_set(s: Settings, *names: str) -> dict[str, str | None]:
@@ -102,27 +127,54 @@ def cluster(s: Settings) -> list[Part]:
     photo_root = s.data_dir / "photos"
     parts = [part for part in [_mongodb(s)] if part]
 
-    parts.append(Part(
-        "redis",
-        [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(p["REDIS_PORT"]),
-         "--bind", "127.0.0.1", "--daemonize", "no", "--dir", str(s.data_dir / "redis"),
-         "--save", "", "--appendonly", "no", "--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru",
-         "--logfile", ""],
-        f"tcp://127.0.0.1:{p['REDIS_PORT']}", p["REDIS_PORT"],
-        prepare=lambda: (s.data_dir / "redis").mkdir(parents=True, exist_ok=True),
-    ))
+    parts.append(
+        Part(
+            "redis",
+            [
+                shutil.which("redis-server") or "/usr/bin/redis-server",
+                "--port",
+                str(p["REDIS_PORT"]),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "no",
+                "--dir",
+                str(s.data_dir / "redis"),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxmemory",
+                "256mb",
+                "--maxmemory-policy",
+                "allkeys-lru",
+                "--logfile",
+                "",
+            ],
+            f"tcp://127.0.0.1:{p['REDIS_PORT']}",
+            p["REDIS_PORT"],
+            prepare=lambda: (s.data_dir / "redis").mkdir(parents=True, exist_ok=True),
+        )
+    )
 
     def prepare_photo_root():
         photo_root.mkdir(parents=True, exist_ok=True)
         os.chmod(photo_root, 0o700)
 
-    store = _nginx_part(s, "photo-store", ROOT / "photo-store/templates/default.conf.template", {
-        "BIND_HOST": "127.0.0.1",
-        "PHOTO_STORE_PORT": str(p["PHOTO_STORE_PORT"]),
-        "PHOTO_STORE_TOKEN": s.secrets["PHOTO_STORE_TOKEN"],
-        "PHOTO_STORE_ROOT": str(photo_root),
-        "PHOTO_STORE_ACCESS_LOG": str(s.log_dir / "photo-store.log"),
-    }, p["PHOTO_STORE_PORT"], f"http://127.0.0.1:{p['PHOTO_STORE_PORT']}/health")
+    store = _nginx_part(
+        s,
+        "photo-store",
+        ROOT / "photo-store/templates/default.conf.template",
+        {
+            "BIND_HOST": "127.0.0.1",
+            "PHOTO_STORE_PORT": str(p["PHOTO_STORE_PORT"]),
+            "PHOTO_STORE_TOKEN": s.secrets["PHOTO_STORE_TOKEN"],
+            "PHOTO_STORE_ROOT": str(photo_root),
+            "PHOTO_STORE_ACCESS_LOG": str(s.log_dir / "photo-store.log"),
+        },
+        p["PHOTO_STORE_PORT"],
+        f"http://127.0.0.1:{p['PHOTO_STORE_PORT']}/health",
+    )
     store_prepare = store.prepare
     store.prepare = lambda: (prepare_photo_root(), store_prepare())
     parts.append(store)
@@ -132,48 +184,91 @@ def cluster(s: Settings) -> list[Part]:
         "ADMIN_PASSWORD": s.secrets["ADMIN_PASSWORD"],
     }
     for n in range(1, INSTANCES + 1):
-        parts.append(gunicorn(s, f"instance-{n}", "instance:create_app()", s.instance_port(n), {
-            **common,
-            "INSTANCE_NAME": f"instance-{n}",
-            "PHOTO_STORE_URL": f"http://127.0.0.1:{p['PHOTO_STORE_PORT']}",
-            "PHOTO_STORE_TOKEN": s.secrets["PHOTO_STORE_TOKEN"],
-            "PHOTO_LINK_SECRET": s.secrets["PHOTO_LINK_SECRET"],
-            "CLOUDINARY_URL": s.get("CLOUDINARY_URL"),
-            "MAX_PHOTO_BYTES": str(s.max_photo_bytes),
-            "REDIS_URL": f"redis://127.0.0.1:{p['REDIS_PORT']}/0",
-            **operator_set(s, "PHOTO_LINK_TTL_SECONDS", "MAX_PHOTO_PIXELS", "MONGO_TIMEOUT_MS", "PHOTO_MAX_SIDE",
-                           "PHOTO_DECODE_MAX_PIXELS", "PHOTO_MAX_SCANS", "PHOTO_DECODES", "PHOTO_DECODE_WAIT_SECONDS",
-                           "PHOTO_DECODE_SECONDS", "ADMIN_AUTH_MAX_FAILURES", "ADMIN_AUTH_WINDOW_SECONDS"),
-        }))
-    parts.append(gunicorn(s, "middleware", "middleware:create_app()", p["MIDDLEWARE_PORT"], {
-        **common,
-        "INSTANCE_NAME": "middleware",
-        "REDIS_URL": f"redis://127.0.0.1:{p['REDIS_PORT']}/0",
-        "INSTANCES_URL": f"http://127.0.0.1:{p['NGINX_STATUS_PORT']}",
-        **operator_set(s, "CHART_CACHE_TTL_SECONDS"),
-    }))
+        parts.append(
+            gunicorn(
+                s,
+                f"instance-{n}",
+                "instance:create_app()",
+                s.instance_port(n),
+                {
+                    **common,
+                    "INSTANCE_NAME": f"instance-{n}",
+                    "PHOTO_STORE_URL": f"http://127.0.0.1:{p['PHOTO_STORE_PORT']}",
+                    "PHOTO_STORE_TOKEN": s.secrets["PHOTO_STORE_TOKEN"],
+                    "PHOTO_LINK_SECRET": s.secrets["PHOTO_LINK_SECRET"],
+                    "CLOUDINARY_URL": s.get("CLOUDINARY_URL"),
+                    "MAX_PHOTO_BYTES": str(s.max_photo_bytes),
+                    "REDIS_URL": f"redis://127.0.0.1:{p['REDIS_PORT']}/0",
+                    **operator_set(
+                        s,
+                        "PHOTO_LINK_TTL_SECONDS",
+                        "MAX_PHOTO_PIXELS",
+                        "MONGO_TIMEOUT_MS",
+                        "PHOTO_MAX_SIDE",
+                        "PHOTO_DECODE_MAX_PIXELS",
+                        "PHOTO_MAX_SCANS",
+                        "PHOTO_DECODES",
+                        "PHOTO_DECODE_WAIT_SECONDS",
+                        "PHOTO_DECODE_SECONDS",
+                        "ADMIN_AUTH_MAX_FAILURES",
+                        "ADMIN_AUTH_WINDOW_SECONDS",
+                    ),
+                },
+            )
+        )
+    parts.append(
+        gunicorn(
+            s,
+            "middleware",
+            "middleware:create_app()",
+            p["MIDDLEWARE_PORT"],
+            {
+                **common,
+                "INSTANCE_NAME": "middleware",
+                "REDIS_URL": f"redis://127.0.0.1:{p['REDIS_PORT']}/0",
+                "INSTANCES_URL": f"http://127.0.0.1:{p['NGINX_STATUS_PORT']}",
+                **operator_set(s, "CHART_CACHE_TTL_SECONDS"),
+            },
+        )
+    )
 
-    parts.append(public_nginx(s, "nginx", [s.instance_port(n) for n in range(1, INSTANCES + 1)],
-                              p["MIDDLEWARE_PORT"], p["PUBLIC_PORT"], p["NGINX_STATUS_PORT"]))
+    parts.append(
+        public_nginx(
+            s,
+            "nginx",
+            [s.instance_port(n) for n in range(1, INSTANCES + 1)],
+            p["MIDDLEWARE_PORT"],
+            p["PUBLIC_PORT"],
+            p["NGINX_STATUS_PORT"],
+        )
+    )
     return parts
 
 
-def public_nginx(s: Settings, name: str, instance_ports: list[int], middleware_port: int, public_port: int,
-                 status_port: int) -> Part:
+def public_nginx(
+    s: Settings, name: str, instance_ports: list[int], middleware_port: int, public_port: int, status_port: int
+) -> Part:
     """The public entrypoint (also rendered by the bench in front of its baseline services)."""
-    return _nginx_part(s, name, ROOT / "nginx/templates/default.conf.template", {
-        "BIND_HOST": "127.0.0.1",
-        **{f"INSTANCE_{n}_ADDR": f"127.0.0.1:{port}" for n, port in enumerate(instance_ports, start=1)},
-        "MIDDLEWARE_ADDR": f"127.0.0.1:{middleware_port}",
-        "PHOTO_STORE_ADDR": f"127.0.0.1:{s.ports['PHOTO_STORE_PORT']}",
-        "PUBLIC_PORT": str(public_port),
-        "NGINX_STATUS_PORT": str(status_port),
-        "BODY_LIMIT": f"{s.max_photo_bytes + 2**20}",
-        "MAX_PHOTO_MIB": f"{s.max_photo_bytes / 2**20:g}",
-        "PHOTO_LINK_SECRET": s.secrets["PHOTO_LINK_SECRET"],
-        "PHOTO_STORE_TOKEN": s.secrets["PHOTO_STORE_TOKEN"],
-        "NGINX_ACCESS_LOG": str(s.log_dir / f"{name}.log"),
-    }, public_port, f"http://127.0.0.1:{public_port}/nginx-health")
+    return _nginx_part(
+        s,
+        name,
+        ROOT / "nginx/templates/default.conf.template",
+        {
+            "BIND_HOST": "127.0.0.1",
+            **{f"INSTANCE_{n}_ADDR": f"127.0.0.1:{port}" for n, port in enumerate(instance_ports, start=1)},
+            "MIDDLEWARE_ADDR": f"127.0.0.1:{middleware_port}",
+            "PHOTO_STORE_ADDR": f"127.0.0.1:{s.ports['PHOTO_STORE_PORT']}",
+            "PUBLIC_PORT": str(public_port),
+            "NGINX_STATUS_PORT": str(status_port),
+            "BODY_LIMIT": f"{s.max_photo_bytes + 2**20}",
+            "MAX_PHOTO_MIB": f"{s.max_photo_bytes / 2**20:g}",
+            "PHOTO_LINK_SECRET": s.secrets["PHOTO_LINK_SECRET"],
+            "PHOTO_STORE_TOKEN": s.secrets["PHOTO_STORE_TOKEN"],
+            "NGINX_ACCESS_LOG": str(s.log_dir / f"{name}.log"),
+        },
+        public_port,
+        f"http://127.0.0.1:{public_port}/nginx-health",
+    )
 
 
 def all_parts(s: Settings) -> list[Part]:

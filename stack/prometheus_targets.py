@@ -36,8 +36,10 @@ def native_targets(ports: Mapping[str, int], host: str = "127.0.0.1") -> dict[st
         # the node exporter reports on the machine itself, so the alert names the machine
         "node.yml": [_group(at("NODE_EXPORTER_PORT"), target_name=socket.gethostname())],
         "blackbox-http.yml": [
-            *(_group(f"http://{address}/health", __blackbox_address__=blackbox, replica=name, target_name=name)
-              for name, address in replicas),
+            *(
+                _group(f"http://{address}/health", __blackbox_address__=blackbox, replica=name, target_name=name)
+                for name, address in replicas
+            ),
             _group(f"http://{at('MIDDLEWARE_PORT')}/health", __blackbox_address__=blackbox, target_name="middleware"),
             _group(f"http://{at('PUBLIC_PORT')}/nginx-health", __blackbox_address__=blackbox, target_name="nginx"),
             _group(f"http://{at('PHOTO_STORE_PORT')}/health", __blackbox_address__=blackbox, target_name="photo-store"),

@@ -17,8 +17,24 @@ from common.cities import city_key
 from instance.photo_store import WebDavStore, new_key
 from stack.settings import Settings
 
-CITIES = ["Quito", "Guayaquil", "Cuenca", "Santo Domingo", "Machala", "Durán", "Manta", "Portoviejo",
-          "Loja", "Ambato", "Esmeraldas", "Riobamba", "Ibarra", "Latacunga", "Babahoyo", "Tulcán"]
+CITIES = [
+    "Quito",
+    "Guayaquil",
+    "Cuenca",
+    "Santo Domingo",
+    "Machala",
+    "Durán",
+    "Manta",
+    "Portoviejo",
+    "Loja",
+    "Ambato",
+    "Esmeraldas",
+    "Riobamba",
+    "Ibarra",
+    "Latacunga",
+    "Babahoyo",
+    "Tulcán",
+]
 FIRST = ["María", "José", "Ana", "Luis", "Carmen", "Jorge", "Lucía", "Carlos", "Rosa", "Andrés", "Sofía", "Diego"]
 LAST = ["García", "Rodríguez", "Zambrano", "Mendoza", "Vera", "Torres", "Cedeño", "Morales", "Andrade", "Muñoz"]
 BATCH = 1000
@@ -28,8 +44,12 @@ def _placeholder_photo(s: Settings) -> str:
     image = Image.new("RGB", (400, 300), (210, 220, 235))
     out = io.BytesIO()
     image.save(out, "JPEG", quality=80)
-    store = WebDavStore(f"http://127.0.0.1:{s.ports['PHOTO_STORE_PORT']}", s.secrets["PHOTO_STORE_TOKEN"],
-                        s.secrets["PHOTO_LINK_SECRET"], link_ttl=0)  # seeding makes no links
+    store = WebDavStore(
+        f"http://127.0.0.1:{s.ports['PHOTO_STORE_PORT']}",
+        s.secrets["PHOTO_STORE_TOKEN"],
+        s.secrets["PHOTO_LINK_SECRET"],
+        link_ttl=0,
+    )  # seeding makes no links
     key = new_key("jpg")
     store.put(key, out.getvalue(), "image/jpeg")
     return key
@@ -49,14 +69,16 @@ def run(s: Settings, count: int) -> None:
         batch = []
         for _ in range(min(BATCH, count - done)):
             city = random.choices(CITIES, weights)[0]
-            batch.append({
-                "_id": secrets.token_hex(16),
-                "name": f"{random.choice(FIRST)} {random.choice(LAST)} {random.choice(LAST)}",
-                "city": city,
-                "city_key": city_key(city),
-                "photo_key": photo_key,
-                "created_at": now - timedelta(seconds=random.randint(0, 30 * 86400)),
-            })
+            batch.append(
+                {
+                    "_id": secrets.token_hex(16),
+                    "name": f"{random.choice(FIRST)} {random.choice(LAST)} {random.choice(LAST)}",
+                    "city": city,
+                    "city_key": city_key(city),
+                    "photo_key": photo_key,
+                    "created_at": now - timedelta(seconds=random.randint(0, 30 * 86400)),
+                }
+            )
         db[records.REGISTRATIONS].insert_many(batch, ordered=False)
         done += len(batch)
         print(f"\r  seeded {done}/{count}", end="", flush=True)

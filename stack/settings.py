@@ -117,8 +117,9 @@ def load() -> Settings:
     env_file = Path(os.environ.get("ENV_FILE", ENV_FILE))
     env = read_env_file(env_file)
     offset = int(os.environ.get("PORT_OFFSET", "0"))
-    ports = {name: int(os.environ.get(name) or env.get(name) or default + offset)
-             for name, default in DEFAULT_PORTS.items()}
+    ports = {
+        name: int(os.environ.get(name) or env.get(name) or default + offset) for name, default in DEFAULT_PORTS.items()
+    }
     var = Path(os.environ.get("VAR_DIR") or env.get("VAR_DIR") or ROOT / "var")
     if not var.is_absolute():
         var = ROOT / var

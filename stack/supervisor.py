@@ -60,7 +60,7 @@ def running_pid(s: Settings, part: Part) -> int | None:
 
 def healthy(part: Part, timeout: float = 1.0) -> bool:
     if part.health.startswith("tcp://"):
-        host, port = part.health[len("tcp://"):].rsplit(":", 1)
+        host, port = part.health[len("tcp://") :].rsplit(":", 1)
         try:
             with socket.create_connection((host, int(port)), timeout=timeout):
                 return True
@@ -84,22 +84,32 @@ def start(s: Settings, part: Part, wait: float = 60.0) -> int:
     if pid:
         return pid
     if port_taken(part.port):
-        raise RuntimeError(f"{part.name}: port {part.port} is already in use by another program; "
-                           f"set a different port (see the README's configuration table)")
+        raise RuntimeError(
+            f"{part.name}: port {part.port} is already in use by another program; "
+            f"set a different port (see the README's configuration table)"
+        )
     for folder in (s.log_dir, s.run_dir):
         folder.mkdir(parents=True, exist_ok=True)
     if part.prepare:
         part.prepare()
     env = {**os.environ, **{k: v for k, v in part.env.items() if v is not None}}
     with open(s.log_dir / f"{part.name}.log", "ab") as log:  # the child keeps its own descriptor
-        process = subprocess.Popen(part.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   cwd=ROOT, env=env, start_new_session=True)
+        process = subprocess.Popen(
+            part.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
     _write_pid(pid_file(s, part), process.pid)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{part.name} exited with status {process.returncode}; "
-                               f"see {s.log_dir / (part.name + '.log')}")
+            raise RuntimeError(
+                f"{part.name} exited with status {process.returncode}; see {s.log_dir / (part.name + '.log')}"
+            )
         if healthy(part):
             return process.pid
         time.sleep(0.2)

@@ -18,8 +18,17 @@ def png(width=320, height=200) -> bytes:
     return out.getvalue()
 
 
-def register(http, stack, name="Ana María Pérez", city="Quito", photo: bytes | None = None,
-             filename="id.jpg", content_type="image/jpeg", **kwargs) -> requests.Response:
+def register(
+    http,
+    stack,
+    name="Ana María Pérez",
+    city="Quito",
+    photo: bytes | None = None,
+    filename="id.jpg",
+    content_type="image/jpeg",
+    **kwargs,
+) -> requests.Response:
     files = {"photo": (filename, jpeg() if photo is None else photo, content_type)}
-    return http.post(f"{stack.url}/api/registrations", data={"name": name, "city": city}, files=files,
-                     timeout=30, **kwargs)
+    return http.post(
+        f"{stack.url}/api/registrations", data={"name": name, "city": city}, files=files, timeout=30, **kwargs
+    )

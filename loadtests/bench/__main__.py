@@ -47,8 +47,12 @@ EXTRA = ["png"]  # only when asked for (--only png)
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=MEASUREMENTS + EXTRA,
-                        help="run only these measurements (png: the chart image, only when named)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=MEASUREMENTS + EXTRA,
+        help="run only these measurements (png: the chart image, only when named)",
+    )
     parser.add_argument("--runs", type=int, default=3, help="repetitions of the wrk measurements (median)")
     parser.add_argument("--duration", type=float, default=10, help="seconds of each measured wrk run")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of warm-up before each run")
@@ -59,8 +63,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=230_000, help="registrations the report must cover")
     parser.add_argument("--latency-duration", type=float, default=30, help="seconds of the open-loop run")
     parser.add_argument("--rate", type=float, help="open-loop rate (default: half the measured max)")
-    parser.add_argument("--keep-registrations", action="store_true",
-                        help="keep the registrations the bench made (by default they are removed at the end)")
+    parser.add_argument(
+        "--keep-registrations",
+        action="store_true",
+        help="keep the registrations the bench made (by default they are removed at the end)",
+    )
     return parser.parse_args(argv)
 
 
@@ -73,14 +80,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     s = load()
     parts = {part.name: part for part in all_parts(s)}
-    down = [name for name in ("nginx", "middleware", *(f"instance-{n}" for n in range(1, INSTANCES + 1)))
-            if not supervisor.healthy(parts[name])]
+    down = [
+        name
+        for name in ("nginx", "middleware", *(f"instance-{n}" for n in range(1, INSTANCES + 1)))
+        if not supervisor.healthy(parts[name])
+    ]
     if down:
         print(f"the stack is not answering ({', '.join(down)}); start it first with ./init.sh", file=sys.stderr)
         return 2
     db = s.database()
-    shape = {"instance": machine.gunicorn_shape(s, parts["instance-1"]),
-             "middleware": machine.gunicorn_shape(s, parts["middleware"])}
+    shape = {
+        "instance": machine.gunicorn_shape(s, parts["instance-1"]),
+        "middleware": machine.gunicorn_shape(s, parts["middleware"]),
+    }
     info = machine.describe()
     results: dict = {"date": time.strftime("%Y-%m-%d"), "machine": info, "shape": shape}
     print(f"bench on {info['cores']} cores ({info['cpu']}), {info['memory_gib']} GiB; gunicorn {shape}", flush=True)

@@ -25,8 +25,12 @@ BASE_PORT = 38000  # moved by the stack's own PORT_OFFSET, so benches of two sta
 
 def ports(s: Settings) -> dict:
     base = BASE_PORT + s.ports["PUBLIC_PORT"] - DEFAULT_PORTS["PUBLIC_PORT"]
-    return {"instances": [base + 1 + n for n in range(INSTANCES)], "middleware": base + 10, "public": base + 80,
-            "status": base + 79}
+    return {
+        "instances": [base + 1 + n for n in range(INSTANCES)],
+        "middleware": base + 10,
+        "public": base + 80,
+        "status": base + 79,
+    }
 
 
 class BaselineService:
@@ -36,11 +40,14 @@ class BaselineService:
         self.settings = dataclasses.replace(s, var=s.var / "bench")
         bs, at = self.settings, ports(s)
         app = "loadtests.baseline_app:app"
-        self.parts = [gunicorn(bs, f"baseline-instance-{n}", app, port, dict(shapes["instance"]))
-                      for n, port in enumerate(at["instances"], start=1)]
+        self.parts = [
+            gunicorn(bs, f"baseline-instance-{n}", app, port, dict(shapes["instance"]))
+            for n, port in enumerate(at["instances"], start=1)
+        ]
         self.parts.append(gunicorn(bs, "baseline-middleware", app, at["middleware"], dict(shapes["middleware"])))
-        self.parts.append(public_nginx(bs, "baseline-nginx", at["instances"], at["middleware"], at["public"],
-                                       at["status"]))
+        self.parts.append(
+            public_nginx(bs, "baseline-nginx", at["instances"], at["middleware"], at["public"], at["status"])
+        )
         self.url = f"http://127.0.0.1:{at['public']}"
 
     def __enter__(self) -> BaselineService:
@@ -63,8 +70,17 @@ class BaselineService:
 
 def report(s: Settings) -> dict:
     """openpyxl alone writing the report's workbook: {"rows", "seconds", "bytes"}."""
-    command = [sys.executable, "-m", "loadtests.baseline_report", "--mongo-url", s.mongo_url,
-               "--db", s.get("MONGO_DB", records.DATABASE), "--link-prefix", f"{s.public_url}/api/registrations/"]
+    command = [
+        sys.executable,
+        "-m",
+        "loadtests.baseline_report",
+        "--mongo-url",
+        s.mongo_url,
+        "--db",
+        s.get("MONGO_DB", records.DATABASE),
+        "--link-prefix",
+        f"{s.public_url}/api/registrations/",
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"baseline report failed: {done.stderr[-2000:]}")

@@ -22,8 +22,10 @@ def stored(db, ids: list[str]) -> set[str]:
     """Which of these registration ids the database holds."""
     found: set[str] = set()
     for start in range(0, len(ids), 1000):
-        found.update(doc["_id"] for doc in db[records.REGISTRATIONS].find({"_id": {"$in": ids[start:start + 1000]}},
-                                                                         {"_id": 1}))
+        found.update(
+            doc["_id"]
+            for doc in db[records.REGISTRATIONS].find({"_id": {"$in": ids[start : start + 1000]}}, {"_id": 1})
+        )
     return found
 
 
@@ -31,8 +33,12 @@ def remove(s: Settings, db, names: list[str]) -> int:
     """Delete the registrations bearing the bench's own names (records, then photos): those
     acknowledged and those whose answer wrk cut at the end of a run alike, so repeated runs leave
     the database at its seeded size and the report measures the same rows."""
-    store = WebDavStore(f"http://127.0.0.1:{s.ports['PHOTO_STORE_PORT']}", s.secrets["PHOTO_STORE_TOKEN"],
-                        s.secrets["PHOTO_LINK_SECRET"], 3600)
+    store = WebDavStore(
+        f"http://127.0.0.1:{s.ports['PHOTO_STORE_PORT']}",
+        s.secrets["PHOTO_STORE_TOKEN"],
+        s.secrets["PHOTO_LINK_SECRET"],
+        3600,
+    )
     query = {"name": {"$in": names}}
     keys = [doc["photo_key"] for doc in db[records.REGISTRATIONS].find(query, {"photo_key": 1})]
     removed = db[records.REGISTRATIONS].delete_many(query).deleted_count

@@ -36,20 +36,23 @@ def new_name(kind: str) -> str:
 
 def registration_form(name: str, photo: bytes, city: str = "Quito") -> tuple[bytes, str]:
     """The multipart form a browser sends: name, city and the photo as a JPEG file."""
-    return urllib3.encode_multipart_formdata({"name": name, "city": city,
-                                              "photo": ("id-card.jpg", photo, "image/jpeg")})
+    return urllib3.encode_multipart_formdata(
+        {"name": name, "city": city, "photo": ("id-card.jpg", photo, "image/jpeg")}
+    )
 
 
 def _line(name: str, side: str, run: int, result: dict, extra: str = "") -> None:
     warn = "  (the generator was near its limit: this figure measures it)" if saturated(result) else ""
-    print(f"  {name} {side:<8} run {run}: {result['rps']:8.1f} req/s, p99 {result['latency_ms']['p99']:.1f} ms,"
-          f" failed {result['failed']}{extra}, wrk {result['generator_cpu']:.2f} cores ({result['threads']}"
-          f" threads){warn}", flush=True)
+    print(
+        f"  {name} {side:<8} run {run}: {result['rps']:8.1f} req/s, p99 {result['latency_ms']['p99']:.1f} ms,"
+        f" failed {result['failed']}{extra}, wrk {result['generator_cpu']:.2f} cores ({result['threads']}"
+        f" threads){warn}",
+        flush=True,
+    )
 
 
 def _with_generator(summary: dict, results: dict[str, list[dict]]) -> dict:
-    summary["generator_cpu"] = {side: round(max(r["generator_cpu"] for r in runs), 2)
-                                for side, runs in results.items()}
+    summary["generator_cpu"] = {side: round(max(r["generator_cpu"] for r in runs), 2) for side, runs in results.items()}
     summary["generator_saturated"] = any(saturated(r) for runs in results.values() for r in runs)
     return summary
 
@@ -71,14 +74,12 @@ def chart(s: Settings, base: baselines.BaselineService, wrk: Wrk, args, path: st
             _line(name, side, run, result)
     if requests.get(f"{s.public_url}/api/chart", timeout=10).json()["cache"] != "hit":
         print("  (the chart cache expired during the runs: some answers came from the database)", flush=True)
-    summary = verdicts.summarize(name, [r["rps"] for r in results["cluster"]],
-                                 [r["rps"] for r in results["baseline"]])
+    summary = verdicts.summarize(name, [r["rps"] for r in results["cluster"]], [r["rps"] for r in results["baseline"]])
     summary["failed"] = sum(r["failed"] for r in results["cluster"])
     return _with_generator(summary, results)
 
 
-def registration(s: Settings, db, base: baselines.BaselineService, wrk: Wrk, photo: bytes, tmp: Path,
-                 args) -> dict:
+def registration(s: Settings, db, base: baselines.BaselineService, wrk: Wrk, photo: bytes, tmp: Path, args) -> dict:
     """Max registrations/s (400x300 JPEG) vs the one-line view receiving the very same POST:
     the same wrk script, the same bytes. Every 201 must be stored."""
     name = new_name("max")
@@ -97,11 +98,16 @@ def registration(s: Settings, db, base: baselines.BaselineService, wrk: Wrk, pho
                 if phase == "run":
                     results[side].append(result)
                     _line("registration", side, run, result, f", 201 {result['created']}")
-    summary = verdicts.summarize("registration", [r["rps"] for r in results["cluster"]],
-                                 [r["rps"] for r in results["baseline"]])
+    summary = verdicts.summarize(
+        "registration", [r["rps"] for r in results["cluster"]], [r["rps"] for r in results["baseline"]]
+    )
     lost = verdicts.lost_registrations(acknowledged, data.stored(db, acknowledged))
-    summary.update(failed=sum(r["failed"] for r in results["cluster"]), acknowledged=len(acknowledged),
-                   stored=len(acknowledged) - len(lost), lost=len(lost))
+    summary.update(
+        failed=sum(r["failed"] for r in results["cluster"]),
+        acknowledged=len(acknowledged),
+        stored=len(acknowledged) - len(lost),
+        lost=len(lost),
+    )
     summary["met"] = bool(summary["met"]) and summary["failed"] == 0 and not lost
     return _with_generator(summary, results)
 
@@ -118,23 +124,34 @@ def report(s: Settings, db, args) -> dict:
             got = download(s)
         memory.append(peak.growth_mb())  # the warm-up too: a worker's first report may grow it most
         if run == 0:
-            print(f"  report warm-up: {got['seconds']:.2f} s, first byte {got['first_byte_s']:.2f} s, peak growth"
-                  f" {peak.growth_mb():.1f} MB", flush=True)
+            print(
+                f"  report warm-up: {got['seconds']:.2f} s, first byte {got['first_byte_s']:.2f} s, peak growth"
+                f" {peak.growth_mb():.1f} MB",
+                flush=True,
+            )
             continue
         base = baselines.report(s)
         cluster.append(got["seconds"])
         first_byte.append(got["first_byte_s"])
         baseline.append(base["seconds"])
-        print(f"  report run {run}: cluster {got['seconds']:.2f} s (first byte {got['first_byte_s']:.2f} s,"
-              f" {got['bytes'] / 2**20:.1f} MiB, {got['served_by']}), peak growth {peak.growth_mb():.1f} MB"
-              f" [{peak.method}]; openpyxl alone {base['seconds']:.2f} s ({base['rows']} rows)", flush=True)
+        print(
+            f"  report run {run}: cluster {got['seconds']:.2f} s (first byte {got['first_byte_s']:.2f} s,"
+            f" {got['bytes'] / 2**20:.1f} MiB, {got['served_by']}), peak growth {peak.growth_mb():.1f} MB"
+            f" [{peak.method}]; openpyxl alone {base['seconds']:.2f} s ({base['rows']} rows)",
+            flush=True,
+        )
     summary = verdicts.summarize("report", cluster, baseline)
     first = verdicts.median(first_byte)
-    summary.update(rows=rows, first_byte_s=first, first_byte_runs=[round(v, 3) for v in first_byte],
-                   first_byte_goal=verdicts.goal_text("first_byte_s", " s"),
-                   first_byte_met=verdicts.met("first_byte_s", first),
-                   memory_mb=max(memory), memory_goal=verdicts.goal_text("report_memory_mb", " MB"),
-                   memory_met=verdicts.met("report_memory_mb", max(memory)))
+    summary.update(
+        rows=rows,
+        first_byte_s=first,
+        first_byte_runs=[round(v, 3) for v in first_byte],
+        first_byte_goal=verdicts.goal_text("first_byte_s", " s"),
+        first_byte_met=verdicts.met("first_byte_s", first),
+        memory_mb=max(memory),
+        memory_goal=verdicts.goal_text("report_memory_mb", " MB"),
+        memory_met=verdicts.met("report_memory_mb", max(memory)),
+    )
     return summary
 
 
@@ -144,18 +161,34 @@ def latency(s: Settings, db, base: baselines.BaselineService, rate: float, photo
     for side, url in (("cluster", s.public_url), ("baseline", base.url)):
         name = new_name("open")
         args.bench_names.append(name)
-        result = open_loop(f"{url}/api/registrations", rate, args.latency_duration, args.warmup,
-                           lambda index, name=name: registration_form(name, photo))
+        result = open_loop(
+            f"{url}/api/registrations",
+            rate,
+            args.latency_duration,
+            args.warmup,
+            lambda index, name=name: registration_form(name, photo),
+        )
         if side == "cluster":
             result["stored"] = len(data.stored(db, result["ids"]))
         results[side] = result
-        print(f"  latency {side:<8} at {rate:.1f} req/s: p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f}"
-              f" ms, max {result['max_ms']:.1f} ms, failed {result['failed']} of {result['requests']}"
-              + (f", acknowledged {result['created']}, stored {result['stored']}" if side == "cluster" else "")
-              + f", generator {result['generator_cpu']:.2f} cores", flush=True)
+        print(
+            f"  latency {side:<8} at {rate:.1f} req/s: p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f}"
+            f" ms, max {result['max_ms']:.1f} ms, failed {result['failed']} of {result['requests']}"
+            + (f", acknowledged {result['created']}, stored {result['stored']}" if side == "cluster" else "")
+            + f", generator {result['generator_cpu']:.2f} cores",
+            flush=True,
+        )
     cluster, other = results["cluster"], results["baseline"]
-    return {"rate": rate, "cluster": cluster["p99_ms"], "baseline": other["p99_ms"],
-            "ratio": verdicts.ratio(cluster["p99_ms"], other["p99_ms"]), "cluster_p50": cluster["p50_ms"],
-            "baseline_p50": other["p50_ms"], "failed": cluster["failed"], "acknowledged": cluster["created"],
-            "stored": cluster["stored"], "lost": cluster["created"] - cluster["stored"],
-            "generator_cpu": {side: round(r["generator_cpu"], 2) for side, r in results.items()}}
+    return {
+        "rate": rate,
+        "cluster": cluster["p99_ms"],
+        "baseline": other["p99_ms"],
+        "ratio": verdicts.ratio(cluster["p99_ms"], other["p99_ms"]),
+        "cluster_p50": cluster["p50_ms"],
+        "baseline_p50": other["p50_ms"],
+        "failed": cluster["failed"],
+        "acknowledged": cluster["created"],
+        "stored": cluster["stored"],
+        "lost": cluster["created"] - cluster["stored"],
+        "generator_cpu": {side: round(r["generator_cpu"], 2) for side, r in results.items()},
+    }

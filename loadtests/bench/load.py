@@ -34,8 +34,19 @@ class Wrk:
     nice: int = 0
 
     def run(self, url: str, script: str, seconds: float, args: list[str] = ()) -> dict:
-        command = ["wrk", f"-t{self.threads}", f"-c{max(self.connections, self.threads)}", f"-d{seconds:g}s",
-                   "--timeout", "30s", "-s", str(WRK_SCRIPTS / script), url, "--", *args]
+        command = [
+            "wrk",
+            f"-t{self.threads}",
+            f"-c{max(self.connections, self.threads)}",
+            f"-d{seconds:g}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(WRK_SCRIPTS / script),
+            url,
+            "--",
+            *args,
+        ]
         if self.nice:
             command = ["nice", "-n", str(self.nice), *command]
         before = os.times()
@@ -44,7 +55,7 @@ class Wrk:
         lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH ")]
         if done.returncode != 0 or not lines:
             raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
-        result = json.loads(lines[-1][len("BENCH "):])
+        result = json.loads(lines[-1][len("BENCH ") :])
         cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
         result["generator_cpu"] = cpu / result["duration_s"]  # in cores (1.0 = one core busy)
         result["threads"] = self.threads
@@ -54,8 +65,11 @@ class Wrk:
         """GET url for `seconds`: rps counts the 2xx/3xx answers."""
         result = self.run(url, "get.lua", seconds)
         ok = result["requests"] - result["errors"]["status"]
-        result.update(ok=ok, rps=ok / result["duration_s"],
-                      failed=result["errors"]["status"] + sum(result["errors"][k] for k in NETWORK_ERRORS))
+        result.update(
+            ok=ok,
+            rps=ok / result["duration_s"],
+            failed=result["errors"]["status"] + sum(result["errors"][k] for k in NETWORK_ERRORS),
+        )
         return result
 
     def post(self, url: str, seconds: float, body: Path, content_type: str) -> dict:
@@ -64,8 +78,11 @@ class Wrk:
             result = self.run(url, "post.lua", seconds, [str(body), content_type, ids.name])
             result["ids"] = ids.read().split()
         created = result["statuses"].get("201", 0)
-        result.update(created=created, rps=created / result["duration_s"],
-                      failed=result["requests"] - created + sum(result["errors"][k] for k in NETWORK_ERRORS))
+        result.update(
+            created=created,
+            rps=created / result["duration_s"],
+            failed=result["requests"] - created + sum(result["errors"][k] for k in NETWORK_ERRORS),
+        )
         return result
 
 
@@ -78,8 +95,9 @@ def open_loop(url: str, rate: float, seconds: float, warmup: float, make_body, c
     """POST at a constant rate whatever the answers (open loop): each request's latency counts
     from its intended send time, so time spent waiting for a free connection (queueing in a
     slow server) is counted, as a real client would see it. make_body(index) -> (body, content type)."""
-    pool = urllib3.PoolManager(maxsize=connections, block=True, retries=False,
-                               timeout=urllib3.Timeout(connect=5, read=60))
+    pool = urllib3.PoolManager(
+        maxsize=connections, block=True, retries=False, timeout=urllib3.Timeout(connect=5, read=60)
+    )
     work: queue.Queue = queue.Queue()
     samples: list[tuple[float, float, int, bytes]] = []
     total = int(rate * (seconds + warmup))
@@ -116,9 +134,13 @@ def open_loop(url: str, rate: float, seconds: float, warmup: float, make_body, c
     created = [data for _, _, status, data in samples if status == 201]
     ids = [m.group(1).decode() for data in created if (m := re.search(rb'"id":"([0-9a-f]{32})"', data))]
     return {
-        "rate": rate, "requests": len(samples), "created": len(created),
+        "rate": rate,
+        "requests": len(samples),
+        "created": len(created),
         "failed": sum(1 for _, _, status, _ in samples if status != 201),
-        "p50_ms": percentile(measured, 50) * 1000, "p99_ms": percentile(measured, 99) * 1000,
+        "p50_ms": percentile(measured, 50) * 1000,
+        "p99_ms": percentile(measured, 99) * 1000,
         "max_ms": max(measured, default=float("nan")) * 1000,
-        "generator_cpu": cpu / (seconds + warmup), "ids": ids,
+        "generator_cpu": cpu / (seconds + warmup),
+        "ids": ids,
     }

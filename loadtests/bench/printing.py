@@ -20,41 +20,117 @@ def _cpu(r: dict) -> str:
 def rows(results: dict) -> list[tuple]:
     out = []
     if r := results.get("chart"):
-        out.append(("chart JSON, cached (req/s)", f"{r['cluster']:.0f}", f"{r['baseline']:.0f}", f"{r['ratio']:.2f}×",
-                    r["goal"], yes(r["met"]), _cpu(r)))
+        out.append(
+            (
+                "chart JSON, cached (req/s)",
+                f"{r['cluster']:.0f}",
+                f"{r['baseline']:.0f}",
+                f"{r['ratio']:.2f}×",
+                r["goal"],
+                yes(r["met"]),
+                _cpu(r),
+            )
+        )
     if r := results.get("png"):
-        out.append(("chart PNG, cached (req/s)", f"{r['cluster']:.0f}", f"{r['baseline']:.0f}", f"{r['ratio']:.2f}×",
-                    r["goal"], "", _cpu(r)))
+        out.append(
+            (
+                "chart PNG, cached (req/s)",
+                f"{r['cluster']:.0f}",
+                f"{r['baseline']:.0f}",
+                f"{r['ratio']:.2f}×",
+                r["goal"],
+                "",
+                _cpu(r),
+            )
+        )
     if r := results.get("registration"):
-        out.append(("registration 400x300 JPEG (req/s)", f"{r['cluster']:.1f}", f"{r['baseline']:.0f}",
-                    f"{r['ratio']:.2f}×", r["goal"] + ", 0 errors, all stored", yes(r["met"]), _cpu(r)))
-        out.append(("  errors; acknowledged / stored", f"{r['failed']}; {r['acknowledged']} / {r['stored']}",
-                    "", "", "", "", ""))
+        out.append(
+            (
+                "registration 400x300 JPEG (req/s)",
+                f"{r['cluster']:.1f}",
+                f"{r['baseline']:.0f}",
+                f"{r['ratio']:.2f}×",
+                r["goal"] + ", 0 errors, all stored",
+                yes(r["met"]),
+                _cpu(r),
+            )
+        )
+        out.append(
+            (
+                "  errors; acknowledged / stored",
+                f"{r['failed']}; {r['acknowledged']} / {r['stored']}",
+                "",
+                "",
+                "",
+                "",
+                "",
+            )
+        )
     if r := results.get("report"):
-        out.append((f"XLSX report, {r['rows']} rows (s)", f"{r['cluster']:.2f}", f"{r['baseline']:.2f}",
-                    f"{r['ratio']:.2f}×", r["goal"], yes(r["met"]), ""))
-        out.append(("  time to the report's first byte (s)", f"{r['first_byte_s']:.2f}", "", "",
-                    r["first_byte_goal"], yes(r["first_byte_met"]), ""))
-        out.append(("  replica peak memory growth (MB)", f"{r['memory_mb']:.1f}", "", "", r["memory_goal"],
-                    yes(r["memory_met"]), ""))
+        out.append(
+            (
+                f"XLSX report, {r['rows']} rows (s)",
+                f"{r['cluster']:.2f}",
+                f"{r['baseline']:.2f}",
+                f"{r['ratio']:.2f}×",
+                r["goal"],
+                yes(r["met"]),
+                "",
+            )
+        )
+        out.append(
+            (
+                "  time to the report's first byte (s)",
+                f"{r['first_byte_s']:.2f}",
+                "",
+                "",
+                r["first_byte_goal"],
+                yes(r["first_byte_met"]),
+                "",
+            )
+        )
+        out.append(
+            (
+                "  replica peak memory growth (MB)",
+                f"{r['memory_mb']:.1f}",
+                "",
+                "",
+                r["memory_goal"],
+                yes(r["memory_met"]),
+                "",
+            )
+        )
     if r := results.get("latency"):
-        out.append((f"registration p99 at {r['rate']:.1f} req/s (ms)", f"{r['cluster']:.0f}", f"{r['baseline']:.0f}",
-                    f"{r['ratio']:.1f}×", "(reported)", "", _cpu(r)))
+        out.append(
+            (
+                f"registration p99 at {r['rate']:.1f} req/s (ms)",
+                f"{r['cluster']:.0f}",
+                f"{r['baseline']:.0f}",
+                f"{r['ratio']:.1f}×",
+                "(reported)",
+                "",
+                _cpu(r),
+            )
+        )
     return out
 
 
 def table(results: dict) -> str:
     body = [HEAD, *rows(results)]
     widths = [max(len(str(row[i])) for row in body) for i in range(len(HEAD))]
-    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-                     for row in body)
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in body
+    )
 
 
 def header(info: dict, shape: dict, args) -> str:
-    shapes = ", ".join(f"{name} {s['GUNICORN_WORKERS']} workers x {s['GUNICORN_THREADS']} threads"
-                       for name, s in shape.items())
-    return (f"machine: {info['cores']} cores ({info['cpu']}), {info['memory_gib']} GiB, Linux {info['kernel']},"
-            f" Python {info['python']}\n"
-            f"gunicorn (gthread) per process, baseline alike: {shapes}; wrk: {args.threads} threads,"
-            f" {args.connections} connections{f', nice {args.nice}' if args.nice else ''}, {args.duration:g} s after"
-            f" {args.warmup:g} s warm-up; medians of {args.runs} runs (report: {args.report_runs})")
+    shapes = ", ".join(
+        f"{name} {s['GUNICORN_WORKERS']} workers x {s['GUNICORN_THREADS']} threads" for name, s in shape.items()
+    )
+    return (
+        f"machine: {info['cores']} cores ({info['cpu']}), {info['memory_gib']} GiB, Linux {info['kernel']},"
+        f" Python {info['python']}\n"
+        f"gunicorn (gthread) per process, baseline alike: {shapes}; wrk: {args.threads} threads,"
+        f" {args.connections} connections{f', nice {args.nice}' if args.nice else ''}, {args.duration:g} s after"
+        f" {args.warmup:g} s warm-up; medians of {args.runs} runs (report: {args.report_runs})"
+    )

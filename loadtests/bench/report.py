@@ -28,8 +28,12 @@ def download(s: Settings) -> dict:
         size = len(first)
         while chunk := response.read1(1 << 20):
             size += len(chunk)
-        return {"seconds": time.perf_counter() - started, "first_byte_s": first_byte, "bytes": size,
-                "served_by": response.headers.get("X-Served-By", "?")}
+        return {
+            "seconds": time.perf_counter() - started,
+            "first_byte_s": first_byte,
+            "bytes": size,
+            "served_by": response.headers.get("X-Served-By", "?"),
+        }
     finally:
         response.release_conn()
         http.clear()

@@ -16,8 +16,11 @@ GOALS: dict[str, tuple[str, float | None]] = {
     "png": ("", None),
     "latency": ("", None),
 }
-_COMPARE = {"≥": lambda value, goal: value >= goal, "≤": lambda value, goal: value <= goal,
-            "<": lambda value, goal: value < goal}
+_COMPARE = {
+    "≥": lambda value, goal: value >= goal,
+    "≤": lambda value, goal: value <= goal,
+    "<": lambda value, goal: value < goal,
+}
 
 
 def median(values: list[float]) -> float:
@@ -49,8 +52,14 @@ def summarize(name: str, cluster: list[float], baseline: list[float]) -> dict:
     """The medians of the runs of both sides, their ratio and the verdict on it."""
     c, b = median(cluster), median(baseline)
     r = ratio(c, b)
-    return {"cluster": c, "baseline": b, "ratio": r, "goal": goal_text(name), "met": met(name, r),
-            "runs": {"cluster": [round(v, 3) for v in cluster], "baseline": [round(v, 3) for v in baseline]}}
+    return {
+        "cluster": c,
+        "baseline": b,
+        "ratio": r,
+        "goal": goal_text(name),
+        "met": met(name, r),
+        "runs": {"cluster": [round(v, 3) for v in cluster], "baseline": [round(v, 3) for v in baseline]},
+    }
 
 
 def lost_registrations(acknowledged_ids: list[str], stored_ids: set[str]) -> list[str]:

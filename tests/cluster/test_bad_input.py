@@ -38,11 +38,21 @@ CASES = {
     "escape in city": ({"name": "Ana", "city": "Qui\x1b[31mto"}, "jpeg", 400, "invalid_city", "city"),
     "bidi override in name": ({"name": "Ana\u202eZ", "city": "Quito"}, "jpeg", 400, "invalid_name", "name"),
     "digits only city": ({"name": "Ana", "city": "12345"}, "jpeg", 400, "invalid_city", "city"),
-    "text behind a .jpg name": (VALID, ("id.jpg", b"just some text, not an image", "image/jpeg"),
-                                400, "invalid_photo", "photo"),
+    "text behind a .jpg name": (
+        VALID,
+        ("id.jpg", b"just some text, not an image", "image/jpeg"),
+        400,
+        "invalid_photo",
+        "photo",
+    ),
     "truncated jpeg": (VALID, ("id.jpg", jpeg(800, 600)[:3000], "image/jpeg"), 400, "invalid_photo", "photo"),
-    "html behind image/jpeg": (VALID, ("id.jpg", b"<html><script>alert(1)</script></html>", "image/jpeg"),
-                               400, "invalid_photo", "photo"),
+    "html behind image/jpeg": (
+        VALID,
+        ("id.jpg", b"<html><script>alert(1)</script></html>", "image/jpeg"),
+        400,
+        "invalid_photo",
+        "photo",
+    ),
     "gif is not accepted": (VALID, ("id.gif", _gif(), "image/gif"), 400, "invalid_photo", "photo"),
     "decompression bomb": (VALID, ("id.png", _png_bomb(), "image/png"), 400, "invalid_photo", "photo"),
 }
@@ -52,8 +62,10 @@ CASES = {
 def test_bad_registration_is_refused_and_nothing_stored(http, stack, case):
     fields, photo, status, code, field = CASES[case]
     marker = f"bad-input-{uuid.uuid4().hex}"
-    fields = {**fields, **({"name": f"{fields['name']} {marker}"} if fields.get("name", "").strip()
-                           and code != "invalid_name" else {})}
+    fields = {
+        **fields,
+        **({"name": f"{fields['name']} {marker}"} if fields.get("name", "").strip() and code != "invalid_name" else {}),
+    }
     files = {}
     if photo == "jpeg":
         files["photo"] = ("id.jpg", jpeg(), "image/jpeg")

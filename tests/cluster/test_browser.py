@@ -21,8 +21,14 @@ from playwright.sync_api import Page, expect, sync_playwright
 from forms import jpeg
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 CHART_LOADED = """() => {
   const chart = document.getElementById("chart");
   return chart.complete && chart.naturalWidth > 0;
@@ -57,8 +63,15 @@ def page(browser, stack, policy_violations) -> Page:
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: policy_violations.append(message.text) if message.type == "error" and re.search(
-        "Content Security Policy|CSP violation|Permissions-Policy", message.text) else None)
+    page.on(
+        "console",
+        lambda message: (
+            policy_violations.append(message.text)
+            if message.type == "error"
+            and re.search("Content Security Policy|CSP violation|Permissions-Policy", message.text)
+            else None
+        ),
+    )
     yield page
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
@@ -77,7 +90,8 @@ def fill_form(page: Page, name: str, city: str, photo: bytes, filename: str = "i
     page.get_by_label("Full name", exact=True).fill(name)
     page.get_by_label("City", exact=True).fill(city)
     page.get_by_label(re.compile("Photo of your ID card")).set_input_files(
-        files=[{"name": filename, "mimeType": "image/jpeg", "buffer": photo}])
+        files=[{"name": filename, "mimeType": "image/jpeg", "buffer": photo}]
+    )
 
 
 def submit(page: Page):
@@ -114,8 +128,9 @@ def test_registering_in_the_browser_shows_the_id_stores_it_and_shows_chart_and_t
 
     # the totals are cached until a report is generated; a report refreshes them, and then
     # the page lists the new city with its one registration
-    report = page.request.get(f"/api/reports/cities.xlsx?city={city}",
-                              headers={"Authorization": basic_auth(stack.admin)})
+    report = page.request.get(
+        f"/api/reports/cities.xlsx?city={city}", headers={"Authorization": basic_auth(stack.admin)}
+    )
     assert report.status == 200
     page.reload()
     row = page.locator("#totals tbody tr").filter(has=page.get_by_role("cell", name=city, exact=True))
@@ -165,6 +180,7 @@ def test_a_text_file_named_jpg_shows_the_server_error_in_the_page_and_stores_not
 
 # ---------------------------------------------------------------- security headers
 
+
 def test_the_page_sends_a_strict_content_security_policy_and_the_browser_enforces_it(page, policy_violations):
     response = page.goto("/")
     policy = response.headers["content-security-policy"]
@@ -203,12 +219,14 @@ def test_every_other_answer_gets_the_strictest_policy_and_one_policy_only(page):
         assert len(values) == 1, (path, values)
         assert values[0].startswith("default-src 'none'"), (path, values)
         assert "camera=()" in response.headers["permissions-policy"], path
-    page_values = [h["value"] for h in page.request.get("/").headers_array
-                   if h["name"].lower() == "content-security-policy"]
+    page_values = [
+        h["value"] for h in page.request.get("/").headers_array if h["name"].lower() == "content-security-policy"
+    ]
     assert len(page_values) == 1 and "script-src 'self'" in page_values[0]
 
 
 # ---------------------------------------------------------------- retries with one Idempotency-Key
+
 
 def route_posts(page: Page, answer) -> list[dict]:
     """Route the form's POSTs: answer(route, n) handles the n-th (from 0) and returns True, or
@@ -224,15 +242,22 @@ def route_posts(page: Page, answer) -> list[dict]:
     return seen
 
 
-UNAVAILABLE = {"error": {"code": "service_unavailable", "field": None,
-                         "message": "The service is unavailable right now; please try again shortly."}}
+UNAVAILABLE = {
+    "error": {
+        "code": "service_unavailable",
+        "field": None,
+        "message": "The service is unavailable right now; please try again shortly.",
+    }
+}
 
 
 def fail_with(status: int, headers: dict | None = None):
     def answer(route, n):
-        route.fulfill(status=status, content_type="application/json", headers=headers or {},
-                      body=json.dumps(UNAVAILABLE))
+        route.fulfill(
+            status=status, content_type="application/json", headers=headers or {}, body=json.dumps(UNAVAILABLE)
+        )
         return True
+
     return answer
 
 

@@ -88,7 +88,8 @@ def test_a_change_in_redis_is_served_by_every_middleware_process_at_once(http, s
         assert _chart(http, stack)["cache"] == "hit"
     marker = f"direct-{uuid.uuid4().hex[:8]}"
     redis.Redis(port=stack.settings.ports["REDIS_PORT"]).hset(
-        chart_cache.DATA_KEY, "data", json.dumps({"cities": [], "total": -1, "generated_at": marker}))
+        chart_cache.DATA_KEY, "data", json.dumps({"cities": [], "total": -1, "generated_at": marker})
+    )
     try:
         assert {_chart(http, stack)["generated_at"] for _ in range(30)} == {marker}
     finally:
@@ -131,8 +132,9 @@ def test_chart_recovers_the_cache_when_redis_returns(http, stack, stopped):
 def cache_app(stack):
     """chart_cache on the test stack's Redis, in a database of its own (15), emptied afterwards."""
     app = Flask(__name__)
-    app.config.update(REDIS_URL=f"redis://127.0.0.1:{stack.settings.ports['REDIS_PORT']}/15",
-                      CHART_CACHE_TTL_SECONDS=60)
+    app.config.update(
+        REDIS_URL=f"redis://127.0.0.1:{stack.settings.ports['REDIS_PORT']}/15", CHART_CACHE_TTL_SECONDS=60
+    )
     chart_cache.init_app(app)
     with app.app_context():
         app.extensions["redis"].flushdb()

@@ -50,8 +50,9 @@ def cloudinary_signature(params: dict[str, str], secret: str = API_SECRET) -> st
 
 
 def signature_is_valid(params: dict[str, str]) -> bool:
-    return re.fullmatch(r"[0-9a-f]{40}", params.get("signature", "")) is not None and \
-        params["signature"] == cloudinary_signature(params)
+    return re.fullmatch(r"[0-9a-f]{40}", params.get("signature", "")) is not None and params[
+        "signature"
+    ] == cloudinary_signature(params)
 
 
 class FakeCloudinary:
@@ -76,8 +77,7 @@ class FakeCloudinary:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
         self.running = True
 
@@ -104,10 +104,14 @@ class FakeCloudinary:
         fields, data = dict(parse_qsl(target.query)), None
         if method == "POST":
             body = request.rfile.read(int(request.headers.get("Content-Length", 0)))
-            _, form, files = parse_form_data({
-                "wsgi.input": io.BytesIO(body), "REQUEST_METHOD": "POST", "CONTENT_LENGTH": str(len(body)),
-                "CONTENT_TYPE": request.headers.get("Content-Type", ""),
-            })
+            _, form, files = parse_form_data(
+                {
+                    "wsgi.input": io.BytesIO(body),
+                    "REQUEST_METHOD": "POST",
+                    "CONTENT_LENGTH": str(len(body)),
+                    "CONTENT_TYPE": request.headers.get("Content-Type", ""),
+                }
+            )
             fields = form.to_dict()
             data = files["file"].read() if "file" in files else None
         self.calls.append((method, target.path, fields, data))
@@ -143,15 +147,27 @@ class FakeCloudinary:
         delivery = fields.get("type", "upload")
         url_path = f"{CLOUD}/image/{delivery}/s--{uuid.uuid4().hex[:8]}--/v{version}/{public_id}.jpg"
         return {
-            "asset_id": uuid.uuid4().hex, "public_id": public_id, "version": version,
+            "asset_id": uuid.uuid4().hex,
+            "public_id": public_id,
+            "version": version,
             "version_id": uuid.uuid4().hex,
             "signature": cloudinary_signature({"public_id": public_id, "version": str(version)}),
-            "width": width, "height": height, "format": "jpg", "resource_type": "image",
-            "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "tags": [],
-            "bytes": len(data), "type": delivery, "etag": hashlib.md5(data).hexdigest(),  # noqa: S324
-            "placeholder": False, "url": f"http://res.cloudinary.com/{url_path}",
-            "secure_url": f"https://res.cloudinary.com/{url_path}", "asset_folder": "",
-            "display_name": public_id.rsplit("/", 1)[-1], "original_filename": "stream", "api_key": API_KEY,
+            "width": width,
+            "height": height,
+            "format": "jpg",
+            "resource_type": "image",
+            "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "tags": [],
+            "bytes": len(data),
+            "type": delivery,
+            "etag": hashlib.md5(data).hexdigest(),  # noqa: S324
+            "placeholder": False,
+            "url": f"http://res.cloudinary.com/{url_path}",
+            "secure_url": f"https://res.cloudinary.com/{url_path}",
+            "asset_folder": "",
+            "display_name": public_id.rsplit("/", 1)[-1],
+            "original_filename": "stream",
+            "api_key": API_KEY,
         }
 
     @staticmethod
@@ -213,16 +229,18 @@ def make_app(monkeypatch, stack, fake_cloudinary, throwaway_db):
     def make(mongo_url: str | None = None):
         # every app registers its HTTP metrics; a fresh registry lets one process build several
         monkeypatch.setattr(prometheus_client, "REGISTRY", prometheus_client.CollectorRegistry(auto_describe=True))
-        app = instance.create_app(test_config={
-            "TESTING": True,
-            "INSTANCE_NAME": "instance-cloudinary-test",
-            "CLOUDINARY_URL": fake_cloudinary.cloudinary_url,
-            "MONGO_URL": mongo_url or stack.settings.mongo_url,
-            "MONGO_DB": throwaway_db.name,
-            "ADMIN_PASSWORD": "cloudinary-test-admin",
-            "PHOTO_LINK_TTL_SECONDS": LINK_TTL,
-            "LOKI_URL": "",
-        })
+        app = instance.create_app(
+            test_config={
+                "TESTING": True,
+                "INSTANCE_NAME": "instance-cloudinary-test",
+                "CLOUDINARY_URL": fake_cloudinary.cloudinary_url,
+                "MONGO_URL": mongo_url or stack.settings.mongo_url,
+                "MONGO_DB": throwaway_db.name,
+                "ADMIN_PASSWORD": "cloudinary-test-admin",
+                "PHOTO_LINK_TTL_SECONDS": LINK_TTL,
+                "LOKI_URL": "",
+            }
+        )
         apps.append(app)
         return app
 
@@ -235,8 +253,11 @@ def make_app(monkeypatch, stack, fake_cloudinary, throwaway_db):
 
 def register(app, name="Ana María Pérez", city="Quito", photo: bytes | None = None):
     with app.test_client() as client:
-        return client.post("/api/registrations", content_type="multipart/form-data", data={
-            "name": name, "city": city, "photo": (io.BytesIO(photo or jpeg(640, 480)), "id.jpg", "image/jpeg")})
+        return client.post(
+            "/api/registrations",
+            content_type="multipart/form-data",
+            data={"name": name, "city": city, "photo": (io.BytesIO(photo or jpeg(640, 480)), "id.jpg", "image/jpeg")},
+        )
 
 
 def query(url: str) -> dict[str, str]:
@@ -245,8 +266,10 @@ def query(url: str) -> dict[str, str]:
 
 # --- a registration against a working Cloudinary -------------------------------------------------
 
-def test_registration_uploads_the_photo_once_as_authenticated_with_a_valid_signature(make_app, fake_cloudinary,
-                                                                                     throwaway_db):
+
+def test_registration_uploads_the_photo_once_as_authenticated_with_a_valid_signature(
+    make_app, fake_cloudinary, throwaway_db
+):
     response = register(make_app(), photo=jpeg(640, 480))
     assert response.status_code == 201, response.get_json()
 
@@ -315,8 +338,7 @@ def test_admin_photo_route_streams_the_photo_through_a_signed_download(make_app,
     app = make_app()
     registration_id = register(app, photo=jpeg(320, 200)).get_json()["id"]
     with app.test_client() as client:
-        response = client.get(f"/api/registrations/{registration_id}/photo",
-                              auth=("admin", "cloudinary-test-admin"))
+        response = client.get(f"/api/registrations/{registration_id}/photo", auth=("admin", "cloudinary-test-admin"))
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "image/jpeg"
     assert Image.open(io.BytesIO(response.data)).size == (320, 200)

@@ -21,8 +21,11 @@ def test_links_name_this_entrypoint_without_a_proxy(http, stack):
     assert register(http, stack).json()["photo_url"].startswith(f"{stack.url}/photos/")
 
 
-@pytest.mark.parametrize("headers", [INGRESS, {"X-Forwarded-Proto": "https", "Host": "vaccination.example.org"}],
-                         ids=["proto host and port", "proto only"])
+@pytest.mark.parametrize(
+    "headers",
+    [INGRESS, {"X-Forwarded-Proto": "https", "Host": "vaccination.example.org"}],
+    ids=["proto host and port", "proto only"],
+)
 def test_photo_links_follow_the_tls_proxy_in_front(http, stack, headers):
     url = register(http, stack, headers=headers).json()["photo_url"]
     assert url.startswith("https://vaccination.example.org/photos/")
@@ -34,8 +37,9 @@ def test_report_links_follow_the_tls_proxy_in_front(http, stack):
     city = f"Proxy {uuid.uuid4().hex[:8]}"
     register(http, stack, city=city)
     # through nginx, the middleware and a replica
-    report = http.get(f"{stack.url}/api/reports/cities.xlsx", params={"city": city}, auth=stack.admin,
-                      headers=INGRESS, timeout=60)
+    report = http.get(
+        f"{stack.url}/api/reports/cities.xlsx", params={"city": city}, auth=stack.admin, headers=INGRESS, timeout=60
+    )
     assert report.status_code == 200, report.text
     link = load_workbook(io.BytesIO(report.content))[city]["D2"].value
     assert link.startswith("https://vaccination.example.org/api/registrations/")
@@ -72,12 +76,16 @@ def _raw(stack, request: bytes) -> tuple[int, bytes]:
     return int(head.split()[1]), body
 
 
-@pytest.mark.parametrize("request_bytes, status, code", [
-    (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "bad_request"),
-    (b"NOT A REQUEST\r\n\r\n", 400, "bad_request"),
-    (b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 9000 + b"\r\nConnection: close\r\n\r\n", 400, "bad_request"),
-    (b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 414, "uri_too_long"),
-], ids=["duplicate host", "garbage request line", "header too large", "uri too long"])
+@pytest.mark.parametrize(
+    "request_bytes, status, code",
+    [
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "bad_request"),
+        (b"NOT A REQUEST\r\n\r\n", 400, "bad_request"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 9000 + b"\r\nConnection: close\r\n\r\n", 400, "bad_request"),
+        (b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 414, "uri_too_long"),
+    ],
+    ids=["duplicate host", "garbage request line", "header too large", "uri too long"],
+)
 def test_nginx_own_errors_are_json(stack, request_bytes, status, code):
     got, body = _raw(stack, request_bytes)
     assert got == status

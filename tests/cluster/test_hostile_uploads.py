@@ -21,8 +21,12 @@ CRAFTED = {
     "5 KB png of 40 Mpx": (lambda: png_file(6300, 6300), "id.png", "image/png", "too large"),
     "png text bomb": (lambda: text_bomb_png(2), "id.png", "image/png", "text"),
     "arithmetic jpeg": (lambda: progressive_jpeg(640, 480, 5, coding=0xCA), "id.jpg", "image/jpeg", "coding"),
-    "progressive coefficient bomb": (lambda: progressive_jpeg(8000, 4500, 5, components=3), "id.jpg", "image/jpeg",
-                                     "MiB to decode"),
+    "progressive coefficient bomb": (
+        lambda: progressive_jpeg(8000, 4500, 5, components=3),
+        "id.jpg",
+        "image/jpeg",
+        "MiB to decode",
+    ),
 }
 
 
@@ -32,8 +36,7 @@ def test_a_crafted_photo_is_a_json_400_and_nothing_is_stored(http, stack, case):
     marker = f"crafted-{uuid.uuid4().hex}"
     photos_before, records_before = stack.photo_count(), stack.registration_count()
 
-    response = register(http, stack, name=f"Eve {marker}", photo=build(), filename=filename,
-                        content_type=content_type)
+    response = register(http, stack, name=f"Eve {marker}", photo=build(), filename=filename, content_type=content_type)
 
     assert response.status_code == 400, response.text
     assert response.headers["Content-Type"].startswith("application/json")

@@ -15,7 +15,6 @@ def _key() -> dict:
     return {"Idempotency-Key": str(uuid.uuid4())}
 
 
-
 def _stored(stack, name: str) -> int:
     return stack.db.registrations.count_documents({"name": name})
 
@@ -71,15 +70,17 @@ def test_a_frozen_replica_costs_a_keyed_registration_nothing(stack, frozen):
         request_id = f"frozen-{uuid.uuid4().hex}"
         request_ids.add(request_id)
         with requests.Session() as http:
-            return register(http, stack, name=f"{name} {n}", photo=photo,
-                            headers={**_key(), "X-Request-ID": request_id})
+            return register(
+                http, stack, name=f"{name} {n}", photo=photo, headers={**_key(), "X-Request-ID": request_id}
+            )
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         answers = list(pool.map(attempt, range(12)))
 
     assert [a.status_code for a in answers] == [201] * 12
-    assert any(tried[0] == frozen_at and len(tried) > 1 for tried in _attempts(stack, request_ids)), \
+    assert any(tried[0] == frozen_at and len(tried) > 1 for tried in _attempts(stack, request_ids)), (
         "no registration met the frozen replica: the test proved nothing"
+    )
     photos = stack.photo_count()
     frozen.thaw("instance-2")  # it wakes up and finds its requests done by the others
     time.sleep(3)

@@ -139,8 +139,14 @@ def test_metrics_and_readiness_details_are_not_served_through_the_public_entrypo
 def test_web_page_has_the_form_the_chart_and_the_report_link(http, stack):
     page = http.get(f"{stack.url}/")
     assert page.status_code == 200 and page.headers["X-Served-By"].startswith("instance-")
-    for needle in ('enctype="multipart/form-data"', 'name="photo"', 'name="city"', 'name="name"',
-                   'src="/api/chart.png"', 'href="/api/reports/cities.xlsx"'):
+    for needle in (
+        'enctype="multipart/form-data"',
+        'name="photo"',
+        'name="city"',
+        'name="name"',
+        'src="/api/chart.png"',
+        'href="/api/reports/cities.xlsx"',
+    ):
         assert needle in page.text
 
 

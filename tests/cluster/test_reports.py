@@ -129,6 +129,10 @@ def test_reports_go_through_nginx_and_skip_stopped_replicas(http, stack, stopped
         assert response.status_code == 200
         assert response.headers["X-Served-By"] == "instance-3"
     lines = [json.loads(line) for line in (stack.settings.log_dir / "nginx.log").read_text().splitlines()]
-    internal = [line for line in lines if line["path"] == "/api/reports/cities.xlsx"
-                and line["upstream"].endswith(f":{stack.settings.instance_port(3)}")]
+    internal = [
+        line
+        for line in lines
+        if line["path"] == "/api/reports/cities.xlsx"
+        and line["upstream"].endswith(f":{stack.settings.instance_port(3)}")
+    ]
     assert internal, "the middleware's report requests did not pass nginx's upstream"

@@ -9,7 +9,7 @@ import pytest
 from deploytools import repo_file
 
 FAKES = {
-    "id": 'echo 0',  # root, so it installs
+    "id": "echo 0",  # root, so it installs
     # one package asked about: not installed yet; the whole list: what apt has installed so far
     "dpkg-query": """
 [ $# -ge 3 ] && exit 1
@@ -41,15 +41,24 @@ def machine(tmp_path) -> dict:
     for name, body in FAKES.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
-    return {"bin": bin_dir, "policy": tmp_path / "policy-rc.d", "systemd": tmp_path / "systemd",
-            "record": tmp_path / "record"}
+    return {
+        "bin": bin_dir,
+        "policy": tmp_path / "policy-rc.d",
+        "systemd": tmp_path / "systemd",
+        "record": tmp_path / "record",
+    }
 
 
 def _install(machine, fail: bool = False) -> subprocess.CompletedProcess:
-    script = (f"source {repo_file('init.sh')}; POLICY_RC_D={machine['policy']}; "
-              f"SYSTEMD_DIR={machine['systemd']}; export POLICY_RC_D; install_debian_packages")
-    env = {"PATH": f"{machine['bin']}:/usr/bin:/bin", "RECORD": str(machine["record"]),
-           "FAIL_INSTALL": "1" if fail else ""}
+    script = (
+        f"source {repo_file('init.sh')}; POLICY_RC_D={machine['policy']}; "
+        f"SYSTEMD_DIR={machine['systemd']}; export POLICY_RC_D; install_debian_packages"
+    )
+    env = {
+        "PATH": f"{machine['bin']}:/usr/bin:/bin",
+        "RECORD": str(machine["record"]),
+        "FAIL_INSTALL": "1" if fail else "",
+    }
     return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
 
 
@@ -93,7 +102,11 @@ def test_without_systemd_nothing_is_asked_of_it(machine):
 
 
 def test_python3_venv_is_installed_and_a_venv_without_pip_is_not_trusted():
-    packages = subprocess.run(["bash", "-c", f'source {repo_file("init.sh")}; echo "${{DEBIAN_PACKAGES[@]}}"'],
-                              capture_output=True, text=True, check=True).stdout.split()
+    packages = subprocess.run(
+        ["bash", "-c", f'source {repo_file("init.sh")}; echo "${{DEBIAN_PACKAGES[@]}}"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert "python3-venv" in packages  # Debian's python3 has no ensurepip without it
     assert "-x $VENV/bin/pip" in repo_file("init.sh").read_text()

@@ -68,12 +68,24 @@ def test_the_registration_form_is_a_browser_like_multipart_form():
 def test_the_table_has_a_row_per_figure_with_the_generator_beside_the_load_figures():
     results = {
         "chart": {**verdicts.summarize("chart", [1600], [2000]), "generator_cpu": {"cluster": 0.4, "baseline": 0.5}},
-        "registration": {**verdicts.summarize("registration", [500], [2000]), "failed": 0, "acknowledged": 10,
-                         "stored": 10, "generator_cpu": {"cluster": 0.2, "baseline": 1.9},
-                         "generator_saturated": True},
-        "report": {**verdicts.summarize("report", [12.0], [10.0]), "rows": 230000, "first_byte_s": 0.4,
-                   "first_byte_goal": "≤ 2 s", "first_byte_met": True, "memory_mb": 3.0,
-                   "memory_goal": "< 150 MB", "memory_met": True},
+        "registration": {
+            **verdicts.summarize("registration", [500], [2000]),
+            "failed": 0,
+            "acknowledged": 10,
+            "stored": 10,
+            "generator_cpu": {"cluster": 0.2, "baseline": 1.9},
+            "generator_saturated": True,
+        },
+        "report": {
+            **verdicts.summarize("report", [12.0], [10.0]),
+            "rows": 230000,
+            "first_byte_s": 0.4,
+            "first_byte_goal": "≤ 2 s",
+            "first_byte_met": True,
+            "memory_mb": 3.0,
+            "memory_goal": "< 150 MB",
+            "memory_met": True,
+        },
     }
     lines = printing.table(results).splitlines()
     assert lines[0].startswith("measurement")

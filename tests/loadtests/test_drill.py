@@ -40,9 +40,15 @@ def test_registration_outcomes_count_failures_duplicates_and_ghosts(stack):
     ids = {name: records.registration_id(key) for name, key in keys.items()}
 
     def store(name, registration_id=None):
-        stack.db.registrations.insert_one(records.new_registration(
-            f"Drill {name}", "Quito", "00/none.jpg", registration_id=registration_id or ids[name],
-            request_hash=f"hash-{keys[name]}"))
+        stack.db.registrations.insert_one(
+            records.new_registration(
+                f"Drill {name}",
+                "Quito",
+                "00/none.jpg",
+                registration_id=registration_id or ids[name],
+                request_hash=f"hash-{keys[name]}",
+            )
+        )
 
     store("ok")
     store("twice")
@@ -61,14 +67,24 @@ def test_registration_outcomes_count_failures_duplicates_and_ghosts(stack):
     finally:
         stack.db.registrations.delete_many({"name": {"$regex": "^Drill "}})
 
-    assert outcome == {"registrations": 4, "failed": 2, "first_try_failed": 3, "retried": 2, "duplicates": 1,
-                       "ghosts": 1, "worst_total_ms": 61000.0}
+    assert outcome == {
+        "registrations": 4,
+        "failed": 2,
+        "first_try_failed": 3,
+        "retried": 2,
+        "duplicates": 1,
+        "ghosts": 1,
+        "worst_total_ms": 61000.0,
+    }
 
 
 def _drill(tmp_path, *args: str) -> dict:
     result = subprocess.run(
         [sys.executable, "-m", "loadtests.drill", "--users", "12", "--warmup", "10", "--out", str(tmp_path), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=400,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     outcome = json.loads(result.stdout.strip().splitlines()[-1])

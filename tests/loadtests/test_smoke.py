@@ -14,9 +14,28 @@ def test_short_load_run_passes_with_no_failed_request(stack, tmp_path):
     acks = tmp_path / "acks.txt"
     env = {**os.environ, "ADMIN_PASSWORD": stack.admin[1], "LOADTEST_ACK_FILE": str(acks)}
     result = subprocess.run(
-        [sys.executable, "-m", "loadtests.run", "--users", "12", "--spawn-rate", "12", "--duration", "15s",
-         "--host", stack.url, "--p95-ms", "0", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "loadtests.run",
+            "--users",
+            "12",
+            "--spawn-rate",
+            "12",
+            "--duration",
+            "15s",
+            "--host",
+            stack.url,
+            "--p95-ms",
+            "0",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (out / "report.html").stat().st_size > 0

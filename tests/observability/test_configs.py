@@ -66,8 +66,13 @@ def run(*argv: str | Path, cwd: Path = ROOT) -> str:
 
 
 def alert_rules() -> list[dict]:
-    return [rule for path in RULE_FILES for group in yaml.safe_load(path.read_text())["groups"]
-            for rule in group["rules"] if "alert" in rule]
+    return [
+        rule
+        for path in RULE_FILES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
 
 
 def prometheus_dir(tmp_path: Path, targets: Path | None = None, ports=DEFAULT_PORTS) -> Path:
@@ -85,6 +90,7 @@ def prometheus_dir(tmp_path: Path, targets: Path | None = None, ports=DEFAULT_PO
 
 # ---------------------------------------------------------------- Prometheus configuration
 
+
 def test_prometheus_config_is_valid_with_the_native_targets(tmp_path):
     output = run(tool("promtool"), "check", "config", prometheus_dir(tmp_path) / "prometheus.yml")
     assert "WARNING" not in output  # promtool only warns about a target file it cannot find
@@ -99,8 +105,17 @@ def test_prometheus_config_is_valid_with_the_compose_targets(tmp_path):
 def test_prometheus_config_gives_every_contract_job_a_target_file():
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job["file_sd_configs"][0]["files"] for job in config["scrape_configs"]}
-    assert set(jobs) == {"instance", "middleware", "nginx", "redis", "node", "blackbox-http", "blackbox-tcp",
-                         "prometheus", "alertmanager"}
+    assert set(jobs) == {
+        "instance",
+        "middleware",
+        "nginx",
+        "redis",
+        "node",
+        "blackbox-http",
+        "blackbox-tcp",
+        "prometheus",
+        "alertmanager",
+    }
     assert jobs == {name: [f"targets/{name}.yml"] for name in jobs}
     assert config["alerting"]["alertmanagers"][0]["file_sd_configs"][0]["files"] == ["targets/alertmanager.yml"]
 
@@ -110,18 +125,27 @@ def test_native_targets_put_each_replica_on_its_port(tmp_path):
     write_targets(tmp_path, ports)
     replicas = yaml.safe_load((tmp_path / "instance.yml").read_text())
     assert [(group["targets"], group["labels"]["replica"]) for group in replicas] == [
-        (["127.0.0.1:18001"], "instance-1"), (["127.0.0.1:18002"], "instance-2"), (["127.0.0.1:18003"], "instance-3")]
+        (["127.0.0.1:18001"], "instance-1"),
+        (["127.0.0.1:18002"], "instance-2"),
+        (["127.0.0.1:18003"], "instance-3"),
+    ]
     probes = yaml.safe_load((tmp_path / "blackbox-http.yml").read_text())
     assert {group["targets"][0]: group["labels"]["__blackbox_address__"] for group in probes} == {
-        "http://127.0.0.1:18001/health": "127.0.0.1:19115", "http://127.0.0.1:18002/health": "127.0.0.1:19115",
-        "http://127.0.0.1:18003/health": "127.0.0.1:19115", "http://127.0.0.1:18010/health": "127.0.0.1:19115",
-        "http://127.0.0.1:18080/nginx-health": "127.0.0.1:19115", "http://127.0.0.1:18090/health": "127.0.0.1:19115"}
+        "http://127.0.0.1:18001/health": "127.0.0.1:19115",
+        "http://127.0.0.1:18002/health": "127.0.0.1:19115",
+        "http://127.0.0.1:18003/health": "127.0.0.1:19115",
+        "http://127.0.0.1:18010/health": "127.0.0.1:19115",
+        "http://127.0.0.1:18080/nginx-health": "127.0.0.1:19115",
+        "http://127.0.0.1:18090/health": "127.0.0.1:19115",
+    }
     assert not list(tmp_path.glob(".*.tmp"))  # no partial file left behind
 
 
 def _parts(groups: list[dict]) -> list[tuple]:
-    return sorted((group["labels"].get("target_name"), group["labels"].get("replica"), sorted(group["labels"]))
-                  for group in groups)
+    return sorted(
+        (group["labels"].get("target_name"), group["labels"].get("replica"), sorted(group["labels"]))
+        for group in groups
+    )
 
 
 @pytest.mark.parametrize("name", sorted(native_targets(DEFAULT_PORTS)))
@@ -152,26 +176,39 @@ def test_prometheus_discovers_the_native_targets_and_sends_probes_through_the_bl
     ports = {**{name: value + 20000 for name, value in DEFAULT_PORTS.items()}, "PROMETHEUS_PORT": port}
     directory = prometheus_dir(tmp_path, ports=ports)
     expected = sum(len(groups) for groups in native_targets(ports).values())
-    prometheus = [tool("prometheus"), f"--config.file={directory / 'prometheus.yml'}",
-                  f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"]
+    prometheus = [
+        tool("prometheus"),
+        f"--config.file={directory / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
     with running(prometheus, port, tmp_path / "prometheus.log"):
         api = f"http://127.0.0.1:{port}/api/v1"
         targets = wait_for_json(f"{api}/targets", lambda body: len(body["data"]["activeTargets"]) == expected)
         rules = wait_for_json(f"{api}/rules?type=alert", lambda body: body["data"]["groups"])
     scraped = {(t["labels"]["job"], t["labels"]["instance"]): t["scrapeUrl"] for t in targets["data"]["activeTargets"]}
-    assert scraped[("blackbox-http", "http://127.0.0.1:28002/health")] == \
-        "http://127.0.0.1:29115/probe?module=http_2xx&target=http%3A%2F%2F127.0.0.1%3A28002%2Fhealth"
-    assert scraped[("blackbox-tcp", "127.0.0.1:47027")] == \
-        "http://127.0.0.1:29115/probe?module=tcp_connect&target=127.0.0.1%3A47027"
+    assert (
+        scraped[("blackbox-http", "http://127.0.0.1:28002/health")]
+        == "http://127.0.0.1:29115/probe?module=http_2xx&target=http%3A%2F%2F127.0.0.1%3A28002%2Fhealth"
+    )
+    assert (
+        scraped[("blackbox-tcp", "127.0.0.1:47027")]
+        == "http://127.0.0.1:29115/probe?module=tcp_connect&target=127.0.0.1%3A47027"
+    )
     assert scraped[("instance", "127.0.0.1:28003")] == "http://127.0.0.1:28003/metrics"
     replica_probe = next(t for t in targets["data"]["activeTargets"] if t["scrapeUrl"].endswith("28002%2Fhealth"))
-    assert replica_probe["labels"] == {"job": "blackbox-http", "instance": "http://127.0.0.1:28002/health",
-                                       "replica": "instance-2", "target_name": "instance-2"}
+    assert replica_probe["labels"] == {
+        "job": "blackbox-http",
+        "instance": "http://127.0.0.1:28002/health",
+        "replica": "instance-2",
+        "target_name": "instance-2",
+    }
     loaded = {rule["name"] for group in rules["data"]["groups"] for rule in group["rules"]}
     assert loaded == {rule["alert"] for rule in alert_rules()}
 
 
 # ---------------------------------------------------------------- alert rules
+
 
 def test_alert_rules_are_valid():
     run(tool("promtool"), "check", "rules", *RULE_FILES)
@@ -205,6 +242,7 @@ def test_every_alert_names_the_machine_and_links_its_runbook(rule):
 
 # ---------------------------------------------------------------- metric names
 
+
 def contract_metrics() -> set[str]:
     section = (ROOT / "docs" / "architecture.md").read_text().split("## Metrics")[1].split("\n## ")[0]
     names = set(re.findall(r"^\| `(\w+)` \| (?:counter|gauge|histogram|summary) \|", section, re.M))
@@ -212,8 +250,23 @@ def contract_metrics() -> set[str]:
     return names | {f"{name}_{suffix}" for name in names for suffix in ("bucket", "sum", "count")}
 
 
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
-                "offset", "inf", "nan", "Inf", "NaN"}
+PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+    "Inf",
+    "NaN",
+}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -232,7 +285,7 @@ def unknown_metrics(expr: str) -> set[str]:
 
 def test_metric_name_check_catches_a_misspelt_metric():
     assert unknown_metrics('sum(rate(flask_http_requests_total{status=~"5.."}[1m]))') == {"flask_http_requests_total"}
-    assert unknown_metrics('histogram_quantile(0.95, sum by (le) (rate(report_rows_bucket[5m])))') == set()
+    assert unknown_metrics("histogram_quantile(0.95, sum by (le) (rate(report_rows_bucket[5m])))") == set()
 
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
@@ -246,22 +299,31 @@ def test_dashboard_queries_use_contract_or_exporter_metrics():
 
 
 def sample_names(exposition: str) -> set[str]:
-    return {re.match(r"[A-Za-z_:][\w:]*", line).group(0) for line in exposition.splitlines()
-            if line and not line.startswith("#")}
+    return {
+        re.match(r"[A-Za-z_:][\w:]*", line).group(0)
+        for line in exposition.splitlines()
+        if line and not line.startswith("#")
+    }
 
 
 def test_node_and_probe_metrics_in_rules_and_dashboards_exist_on_the_real_exporters(tmp_path):
     node, blackbox = free_port(), free_port()
     node_exporter = [tool("prometheus-node-exporter", "node_exporter"), f"--web.listen-address=127.0.0.1:{node}"]
-    blackbox_exporter = [tool("prometheus-blackbox-exporter", "blackbox_exporter"),
-                         f"--config.file={PROMETHEUS / 'blackbox.yml'}", f"--web.listen-address=127.0.0.1:{blackbox}"]
+    blackbox_exporter = [
+        tool("prometheus-blackbox-exporter", "blackbox_exporter"),
+        f"--config.file={PROMETHEUS / 'blackbox.yml'}",
+        f"--web.listen-address=127.0.0.1:{blackbox}",
+    ]
     with running(node_exporter, node, tmp_path / "node.log"), running(blackbox_exporter, blackbox, tmp_path / "bb.log"):
         available = sample_names(requests.get(f"http://127.0.0.1:{node}/metrics", timeout=10).text)
         # each module probes the exporter itself: a target that is certainly there
-        for module, target in (("http_2xx", f"http://127.0.0.1:{blackbox}/metrics"),
-                               ("tcp_connect", f"127.0.0.1:{blackbox}")):
-            probe = requests.get(f"http://127.0.0.1:{blackbox}/probe", timeout=10,
-                                 params={"module": module, "target": target})
+        for module, target in (
+            ("http_2xx", f"http://127.0.0.1:{blackbox}/metrics"),
+            ("tcp_connect", f"127.0.0.1:{blackbox}"),
+        ):
+            probe = requests.get(
+                f"http://127.0.0.1:{blackbox}/probe", timeout=10, params={"module": module, "target": target}
+            )
             assert "probe_success 1" in probe.text, probe.text
             available |= sample_names(probe.text)
     expressions = [rule["expr"] for rule in alert_rules()] + [expr for _, _, expr in dashboard_queries()]
@@ -270,6 +332,7 @@ def test_node_and_probe_metrics_in_rules_and_dashboards_exist_on_the_real_export
 
 
 # ---------------------------------------------------------------- dashboards
+
 
 def provisioned_datasource_uids() -> set[str]:
     provisioning = yaml.safe_load((ROOT / "grafana/provisioning/datasources/datasources.yml").read_text())
@@ -319,17 +382,22 @@ def test_dashboard_queries_are_valid_promql(tmp_path):
 def test_dashboard_query_extraction_refuses_unknown_variables():
     from dashboards import substitute
 
-    assert substitute('rate(x{replica=~"$replica"}[$__rate_interval])', {"replica": ".*", "__rate_interval": "1m"}) \
+    assert (
+        substitute('rate(x{replica=~"$replica"}[$__rate_interval])', {"replica": ".*", "__rate_interval": "1m"})
         == 'rate(x{replica=~".*"}[1m])'
+    )
     with pytest.raises(KeyError, match=r"\$typo"):
         substitute('up{replica=~"$typo"}', {"replica": ".*"})
 
 
 # ---------------------------------------------------------------- render
 
+
 def test_render_fills_placeholders():
-    assert render("smarthost: ${SMTP_SMARTHOST}\nport: ${PORT_2}", {"SMTP_SMARTHOST": "mail:25", "PORT_2": "8"}) \
+    assert (
+        render("smarthost: ${SMTP_SMARTHOST}\nport: ${PORT_2}", {"SMTP_SMARTHOST": "mail:25", "PORT_2": "8"})
         == "smarthost: mail:25\nport: 8"
+    )
 
 
 def test_render_refuses_a_placeholder_without_value_and_names_every_one():
@@ -340,11 +408,12 @@ def test_render_refuses_a_placeholder_without_value_and_names_every_one():
 
 
 def test_render_leaves_nginx_variables_and_go_templates_alone():
-    text = 'proxy_set_header Host $host; set $id ${request_id}; {{ .Status | toUpper }} $Upper'
+    text = "proxy_set_header Host $host; set $id ${request_id}; {{ .Status | toUpper }} $Upper"
     assert render(text, {}) == text
 
 
 # ---------------------------------------------------------------- Alertmanager
+
 
 def test_alertmanager_template_has_exactly_the_documented_placeholders():
     text = (ALERTMANAGER / "alertmanager.yml").read_text()
@@ -371,6 +440,7 @@ def test_alertmanager_emails_firing_and_resolved_and_groups_by_alert_and_machine
 
 
 # ---------------------------------------------------------------- mail sink and a real alert email
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -400,8 +470,9 @@ def running(argv: list, port: int, log: Path):
 
 
 def mailsink(port: int, maildir: Path, log: Path):
-    return running([sys.executable, "-m", "mailsink", "--host", "127.0.0.1", "--port", port, "--maildir", maildir],
-                   port, log)
+    return running(
+        [sys.executable, "-m", "mailsink", "--host", "127.0.0.1", "--port", port, "--maildir", maildir], port, log
+    )
 
 
 def next_mail(watch: MailWatch) -> EmailMessage:
@@ -426,7 +497,8 @@ def test_mailsink_stores_a_received_message_as_one_eml_file_and_logs_it(tmp_path
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     received = [line for line in lines if line["message"] == "message received"]
     assert [(line["service"], line["level"], line["subject"], line["recipients"]) for line in received] == [
-        ("mailsink", "info", "[FIRING:1] Test", ["b@example.org"])]
+        ("mailsink", "info", "[FIRING:1] Test", ["b@example.org"])
+    ]
     assert all({"time", "level", "service", "message"} <= set(line) for line in lines)
 
 
@@ -442,11 +514,17 @@ def test_mailsink_names_files_in_arrival_order(tmp_path):
 
 def post_alert(port: int, starts_at: datetime, ends_at: datetime | None = None) -> None:
     alert = {
-        "labels": {"alertname": "ReplicaDown", "replica": "instance-2", "target_name": "instance-2",
-                   "severity": "page"},
-        "annotations": {"summary": "Replica instance-2 is down",
-                        "description": "Replica instance-2 stopped answering.",
-                        "runbook_url": "docs/runbooks/ReplicaDown.md"},
+        "labels": {
+            "alertname": "ReplicaDown",
+            "replica": "instance-2",
+            "target_name": "instance-2",
+            "severity": "page",
+        },
+        "annotations": {
+            "summary": "Replica instance-2 is down",
+            "description": "Replica instance-2 stopped answering.",
+            "runbook_url": "docs/runbooks/ReplicaDown.md",
+        },
         "startsAt": starts_at.isoformat(),
         "generatorURL": "http://prometheus.example/graph",
     }
@@ -459,9 +537,13 @@ def test_alert_email_says_firing_then_resolved_and_names_machine_and_runbook(tmp
     smtp_port, port, maildir = free_port(), free_port(), tmp_path / "mail"
     values = {**ALERTMANAGER_VALUES, "SMTP_SMARTHOST": f"127.0.0.1:{smtp_port}"}
     config = rendered_alertmanager(tmp_path / "alertmanager", values)
-    alertmanager = [tool("prometheus-alertmanager", "alertmanager"), f"--config.file={config}",
-                    f"--storage.path={tmp_path / 'alertmanager-data'}", f"--web.listen-address=127.0.0.1:{port}",
-                    "--cluster.listen-address="]
+    alertmanager = [
+        tool("prometheus-alertmanager", "alertmanager"),
+        f"--config.file={config}",
+        f"--storage.path={tmp_path / 'alertmanager-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
     started = datetime.now(UTC) - timedelta(seconds=30)
     watch = MailWatch(maildir)
     with mailsink(smtp_port, maildir, tmp_path / "mailsink.log"), running(alertmanager, port, tmp_path / "am.log"):

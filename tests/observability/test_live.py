@@ -44,8 +44,13 @@ def replica_outage(stack):
         stack.start(victim)
     started_at = time.monotonic()
     resolved = mail.wait(alert_mail("RESOLVED", "ReplicaDown", victim), RESOLVED_WITHIN_S) if firing else None
-    return {"firing": firing, "firing_s": firing_s, "resolved": resolved,
-            "resolved_s": time.monotonic() - started_at, "victim": victim}
+    return {
+        "firing": firing,
+        "firing_s": firing_s,
+        "resolved": resolved,
+        "resolved_s": time.monotonic() - started_at,
+        "victim": victim,
+    }
 
 
 @pytest.mark.slow
@@ -82,17 +87,28 @@ def traffic(stack, replica_outage):
 
 def test_every_prometheus_target_is_up(stack, traffic):
     targets = requests.get(f"{_prometheus(stack)}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
-    down = [(t["labels"]["job"], t["labels"].get("target_name"), t["lastError"])
-            for t in targets if t["health"] != "up"]
+    down = [
+        (t["labels"]["job"], t["labels"].get("target_name"), t["lastError"]) for t in targets if t["health"] != "up"
+    ]
     assert not down
-    assert {t["labels"]["job"] for t in targets} >= {"instance", "middleware", "nginx", "redis", "node",
-                                                     "blackbox-http", "blackbox-tcp", "prometheus", "alertmanager"}
+    assert {t["labels"]["job"] for t in targets} >= {
+        "instance",
+        "middleware",
+        "nginx",
+        "redis",
+        "node",
+        "blackbox-http",
+        "blackbox-tcp",
+        "prometheus",
+        "alertmanager",
+    }
 
 
 def test_every_rule_evaluates_without_error(stack, traffic):
     groups = requests.get(f"{_prometheus(stack)}/api/v1/rules", timeout=5).json()["data"]["groups"]
-    broken = [(rule["name"], rule.get("lastError")) for group in groups for rule in group["rules"]
-              if rule["health"] != "ok"]
+    broken = [
+        (rule["name"], rule.get("lastError")) for group in groups for rule in group["rules"] if rule["health"] != "ok"
+    ]
     assert groups and not broken
 
 
@@ -102,8 +118,11 @@ QUERIES = dashboard_queries()
 @pytest.mark.parametrize("dashboard,panel,expr", QUERIES, ids=[f"{d}:{p}" for d, p, _ in QUERIES])
 def test_dashboard_query_returns_data(stack, traffic, dashboard, panel, expr):
     end = time.time()
-    response = requests.get(f"{_prometheus(stack)}/api/v1/query_range", timeout=10, params={
-        "query": expr, "start": end - 1800, "end": end, "step": "15s"})
+    response = requests.get(
+        f"{_prometheus(stack)}/api/v1/query_range",
+        timeout=10,
+        params={"query": expr, "start": end - 1800, "end": end, "step": "15s"},
+    )
     body = response.json()
     assert body["status"] == "success", body
     assert body["data"]["result"], f"{dashboard} / {panel}: no data for {expr}"
@@ -111,8 +130,12 @@ def test_dashboard_query_returns_data(stack, traffic, dashboard, panel, expr):
 
 def _scrape(port: int) -> dict[str, float]:
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {sample.name: sample.value for family in text_string_to_metric_families(text)
-            for sample in family.samples if sample.name == "registrations_total" and not sample.labels}
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "registrations_total" and not sample.labels
+    }
 
 
 def test_registrations_are_counted_across_every_worker_and_replica(stack, http):
@@ -126,11 +149,18 @@ def test_registrations_are_counted_across_every_worker_and_replica(stack, http):
 
 def test_one_request_can_be_followed_across_nginx_middleware_and_replica(stack, http):
     rid = f"trace-{uuid.uuid4().hex}"
-    assert http.get(f"{stack.url}/api/reports/cities.xlsx", auth=stack.admin,
-                    headers={"X-Request-ID": rid}).status_code == 200
+    assert (
+        http.get(f"{stack.url}/api/reports/cities.xlsx", auth=stack.admin, headers={"X-Request-ID": rid}).status_code
+        == 200
+    )
     time.sleep(0.5)
-    shown = subprocess.run([sys.executable, "-m", "stack", "logs", "--request-id", rid, "-n", "20"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=30).stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "stack", "logs", "--request-id", rid, "-n", "20"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
     parts = {line.split("|")[0].strip() for line in shown.splitlines() if rid in line}
     assert "nginx" in parts and "middleware" in parts
     assert parts & {"instance-1", "instance-2", "instance-3"}

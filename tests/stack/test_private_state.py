@@ -18,8 +18,9 @@ def _mode(path) -> int:
 def test_the_stack_command_creates_its_state_private(tmp_path):
     var = tmp_path / "var"
     env = {**os.environ, "VAR_DIR": str(var), "ENV_FILE": str(var / ".env"), "PORT_OFFSET": "31000"}
-    result = subprocess.run([sys.executable, "-m", "stack", "status"], cwd=ROOT, env=env, capture_output=True,
-                            text=True, umask=0o022)
+    result = subprocess.run(
+        [sys.executable, "-m", "stack", "status"], cwd=ROOT, env=env, capture_output=True, text=True, umask=0o022
+    )
     assert result.returncode == 3, result.stderr  # nothing runs there: every part is down
     assert _mode(var) == 0o700
     assert _mode(var / ".env") == 0o600

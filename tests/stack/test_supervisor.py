@@ -31,8 +31,12 @@ def _free_port() -> int:
 @pytest.fixture
 def web_part() -> Part:
     port = _free_port()
-    return Part("web", [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
-                f"http://127.0.0.1:{port}/", port)
+    return Part(
+        "web",
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+        f"http://127.0.0.1:{port}/",
+        port,
+    )
 
 
 @pytest.fixture

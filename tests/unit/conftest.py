@@ -53,7 +53,7 @@ class FakeStream:
 
     def iter_content(self, size: int):
         for start in range(0, len(self.data), size):
-            yield self.data[start:start + size]
+            yield self.data[start : start + size]
 
     def close(self) -> None:
         self.closed = True
@@ -74,16 +74,18 @@ def fresh_process_state(monkeypatch):
 @pytest.fixture
 def instance_app(monkeypatch, fresh_process_state):
     monkeypatch.setattr(records, "ensure_indexes", lambda db: None)  # nobody listens at MONGO_URL
-    app = instance.create_app(test_config={
-        "TESTING": True,
-        "INSTANCE_NAME": "instance-unit-test",
-        "MONGO_URL": NOWHERE,
-        "ADMIN_PASSWORD": "unit-test-admin",
-        "PHOTO_LINK_SECRET": "unit-test-secret",
-        "PHOTO_STORE_TOKEN": "unit-test-token",
-        "CLOUDINARY_URL": "",
-        "LOKI_URL": "",
-    })
+    app = instance.create_app(
+        test_config={
+            "TESTING": True,
+            "INSTANCE_NAME": "instance-unit-test",
+            "MONGO_URL": NOWHERE,
+            "ADMIN_PASSWORD": "unit-test-admin",
+            "PHOTO_LINK_SECRET": "unit-test-secret",
+            "PHOTO_STORE_TOKEN": "unit-test-token",
+            "CLOUDINARY_URL": "",
+            "LOKI_URL": "",
+        }
+    )
     app.extensions["photo_store"] = FakePhotoStore()
     yield app
     app.extensions["mongo"].close()
@@ -95,10 +97,15 @@ def make_middleware_app(fresh_process_state):
     apps = []
 
     def make(instances_url: str):
-        app = middleware.create_app(test_config={
-            "TESTING": True, "MONGO_URL": NOWHERE, "REDIS_URL": "redis://127.0.0.1:9/0",
-            "INSTANCES_URL": instances_url, "LOKI_URL": "",
-        })
+        app = middleware.create_app(
+            test_config={
+                "TESTING": True,
+                "MONGO_URL": NOWHERE,
+                "REDIS_URL": "redis://127.0.0.1:9/0",
+                "INSTANCES_URL": instances_url,
+                "LOKI_URL": "",
+            }
+        )
         apps.append(app)
         return app
 
@@ -121,7 +128,8 @@ def post_registration(instance_app):
         if photo is not False:
             data["photo"] = (io.BytesIO(photo or jpeg()), "id.jpg", "image/jpeg")
         with instance_app.test_client() as client:
-            return client.post("/api/registrations", content_type="multipart/form-data", data=data,
-                               headers=headers or {})
+            return client.post(
+                "/api/registrations", content_type="multipart/form-data", data=data, headers=headers or {}
+            )
 
     return post

@@ -20,7 +20,8 @@ SCAN = b"\xff\xda"
 def _mpo(first=(640, 480), second=(320, 240)) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", first, (200, 30, 30)).save(
-        out, "MPO", save_all=True, append_images=[Image.new("RGB", second, (30, 30, 200))])
+        out, "MPO", save_all=True, append_images=[Image.new("RGB", second, (30, 30, 200))]
+    )
     return out.getvalue()
 
 
@@ -94,13 +95,17 @@ def test_a_png_screenshot_is_stored_as_a_png_at_most_the_longest_side(mode, size
     assert max(stored.size) == 2000 and abs(stored.size[0] / stored.size[1] - size[0] / size[1]) < 0.01
 
 
-@pytest.mark.parametrize("raw, kind, mode", [
-    (_saved(Image.new("L", (3000, 2000), 90), "JPEG"), "JPEG", "L"),
-    (_saved(Image.new("1", (800, 600), 1), "PNG"), "PNG", "1"),
-    (_saved(Image.new("1", (3000, 2000), 1), "PNG"), "PNG", "L"),  # shrunk: smooth grey, never RGBA
-    (_saved(Image.new("L", (640, 480), 90), "PNG"), "PNG", "L"),
-    (png_file(640, 480, 8, 3, extra=[(b"PLTE", bytes(range(256)) * 3)]), "PNG", "P"),
-], ids=["grey jpeg", "1-bit png", "large 1-bit png", "grey png", "palette png"])
+@pytest.mark.parametrize(
+    "raw, kind, mode",
+    [
+        (_saved(Image.new("L", (3000, 2000), 90), "JPEG"), "JPEG", "L"),
+        (_saved(Image.new("1", (800, 600), 1), "PNG"), "PNG", "1"),
+        (_saved(Image.new("1", (3000, 2000), 1), "PNG"), "PNG", "L"),  # shrunk: smooth grey, never RGBA
+        (_saved(Image.new("L", (640, 480), 90), "PNG"), "PNG", "L"),
+        (png_file(640, 480, 8, 3, extra=[(b"PLTE", bytes(range(256)) * 3)]), "PNG", "P"),
+    ],
+    ids=["grey jpeg", "1-bit png", "large 1-bit png", "grey png", "palette png"],
+)
 def test_grey_1_bit_and_palette_images_are_not_widened(raw, kind, mode):
     stored = _stored(raw)
     assert (stored.format, stored.mode) == (kind, mode)
@@ -112,13 +117,17 @@ def test_a_16_bit_png_keeps_its_grey_levels():
     assert stored.mode == "I;16" and stored.getpixel((10, 10)) == 30000  # not clipped to white
 
 
-@pytest.mark.parametrize("raw", [
-    _saved(Image.new("RGB", (3000, 2000), (20, 120, 40)), "JPEG", progressive=True),
-    _saved(Image.new("CMYK", (3000, 2000), (10, 200, 30, 5)), "JPEG"),
-    png_file(3000, 2000, 8, 6, interlace=1),
-    png_file(1200, 900, 16, 2),
-    progressive_jpeg(640, 480, scans=99, components=3),  # with its DC scan: 100, the limit
-], ids=["progressive jpeg", "cmyk jpeg", "interlaced png", "16-bit rgb png", "100 scans"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _saved(Image.new("RGB", (3000, 2000), (20, 120, 40)), "JPEG", progressive=True),
+        _saved(Image.new("CMYK", (3000, 2000), (10, 200, 30, 5)), "JPEG"),
+        png_file(3000, 2000, 8, 6, interlace=1),
+        png_file(1200, 900, 16, 2),
+        progressive_jpeg(640, 480, scans=99, components=3),  # with its DC scan: 100, the limit
+    ],
+    ids=["progressive jpeg", "cmyk jpeg", "interlaced png", "16-bit rgb png", "100 scans"],
+)
 def test_unusual_but_real_files_are_stored(raw):
     stored = _stored(raw)
     assert stored.format in ("JPEG", "PNG") and max(stored.size) <= 2000
@@ -134,13 +143,16 @@ def test_a_png_with_a_little_text_is_stored_without_it():
 # --- crafted files ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw, message", [
-    (b"just some text, not an image", "not a readable JPEG or PNG"),
-    (b"<html><script>alert(1)</script></html>", "not a readable JPEG or PNG"),
-    (b"\xff\xd8\xff" + b"\xff" * 100_000, "not a readable JPEG or PNG"),
-    # Pillow would skip them one at a time, in Python
-    (make_jpeg(400, 300)[:2] + b"\xff" * 100_000 + make_jpeg(400, 300)[2:], "belong to no segment"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"just some text, not an image", "not a readable JPEG or PNG"),
+        (b"<html><script>alert(1)</script></html>", "not a readable JPEG or PNG"),
+        (b"\xff\xd8\xff" + b"\xff" * 100_000, "not a readable JPEG or PNG"),
+        # Pillow would skip them one at a time, in Python
+        (make_jpeg(400, 300)[:2] + b"\xff" * 100_000 + make_jpeg(400, 300)[2:], "belong to no segment"),
+    ],
+)
 def test_bytes_that_are_no_image_are_a_clear_400(raw, message):
     assert message in _refused(raw).message
 
@@ -186,11 +198,15 @@ def test_a_progressive_jpeg_whose_coefficients_need_too_much_memory_is_refused()
     assert "MiB to decode" in _refused(raw).message
 
 
-@pytest.mark.parametrize("raw", [
-    png_file(6300, 6300),  # 1 bit per pixel
-    png_file(3163, 3163, 8, 6),  # RGBA, just over the decode budget of 10 Mpx
-    png_file(6300, 6300, 8, 2, interlace=1),
-], ids=["1-bit 40 Mpx", "rgba 10 Mpx", "interlaced rgb 40 Mpx"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        png_file(6300, 6300),  # 1 bit per pixel
+        png_file(3163, 3163, 8, 6),  # RGBA, just over the decode budget of 10 Mpx
+        png_file(6300, 6300, 8, 2, interlace=1),
+    ],
+    ids=["1-bit 40 Mpx", "rgba 10 Mpx", "interlaced rgb 40 Mpx"],
+)
 def test_a_tiny_png_declaring_a_huge_bitmap_is_refused_before_decoding(raw):
     assert len(raw) < 400_000
     assert "The PNG is too large" in _refused(raw).message
@@ -255,7 +271,11 @@ def test_the_limits_come_from_the_environment(monkeypatch):
     settings = config.from_env()
     limits = photos.Limits.from_config(settings)
     assert (limits.max_side, limits.decode_seconds, limits.decode_cpu_seconds, limits.max_scans) == (
-        1600, 2.5, 1.25, 100)
+        1600,
+        2.5,
+        1.25,
+        100,
+    )
     assert limits.decodes == 1  # more workers than CPUs: still one decode at a time each
     monkeypatch.setenv("PHOTO_DECODES", "3")
     assert photos.Limits.from_config(config.from_env()).decodes == 3
@@ -269,8 +289,9 @@ def test_a_pixel_bomb_upload_is_answered_with_json_and_nothing_is_stored(post_re
     assert photo_store.photos == {}
 
 
-def test_a_busy_replica_answers_503_json_with_retry_after_and_stores_nothing(instance_app, post_registration,
-                                                                             photo_store):
+def test_a_busy_replica_answers_503_json_with_retry_after_and_stores_nothing(
+    instance_app, post_registration, photo_store
+):
     instance_app.config["PHOTO_DECODE_WAIT_SECONDS"] = 0.05
     with instance_app.app_context():
         limits = photos.get_limits()

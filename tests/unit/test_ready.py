@@ -22,7 +22,8 @@ class FakeMongo:
 def test_ready_names_the_dependency_that_failed_and_why(instance_app):
     instance_app.extensions["mongo"].close()
     instance_app.extensions["mongo"] = FakeMongo(
-        ServerSelectionTimeoutError("127.0.0.1:27027: [Errno 111] Connection refused\nTopology: ..."))
+        ServerSelectionTimeoutError("127.0.0.1:27027: [Errno 111] Connection refused\nTopology: ...")
+    )
     with instance_app.test_client() as client:
         response = client.get("/ready")
     body = response.get_json()

@@ -24,8 +24,15 @@ def test_an_insert_that_certainly_failed_is_not_looked_up(error):
     assert registrations.insert_outcome(error, find) == ("not_stored", None)
 
 
-@pytest.mark.parametrize("error", [NetworkTimeout("timed out"), AutoReconnect("reset"),
-                                   WriteConcernError("wtimeout", 64), DuplicateKeyError("dup", 11000)])
+@pytest.mark.parametrize(
+    "error",
+    [
+        NetworkTimeout("timed out"),
+        AutoReconnect("reset"),
+        WriteConcernError("wtimeout", 64),
+        DuplicateKeyError("dup", 11000),
+    ],
+)
 def test_an_insert_that_may_have_landed_is_decided_by_a_lookup(error):
     assert registrations.insert_outcome(error, lambda: {"_id": "x"}) == ("stored", {"_id": "x"})
     assert registrations.insert_outcome(error, lambda: None) == ("unknown", None)
@@ -72,17 +79,24 @@ CASES = {
     "no server selectable": (dict(insert_error=ServerSelectionTimeoutError("none")), 503, False),
     "city upsert failed, insert never sent": (dict(upsert_error=AutoReconnect("reset")), 503, False),
     "timeout, but the insert landed": (dict(insert_error=NetworkTimeout("read timed out"), lands=True), 201, True),
-    "write concern failed, record present": (dict(insert_error=WriteConcernError("wtimeout", 64), lands=True), 201,
-                                             True),
+    "write concern failed, record present": (
+        dict(insert_error=WriteConcernError("wtimeout", 64), lands=True),
+        201,
+        True,
+    ),
     "connection lost, record absent": (dict(insert_error=AutoReconnect("reset")), 503, True),
-    "connection lost, lookup failed": (dict(insert_error=AutoReconnect("reset"), find_error=AutoReconnect("down")),
-                                       503, True),
+    "connection lost, lookup failed": (
+        dict(insert_error=AutoReconnect("reset"), find_error=AutoReconnect("down")),
+        503,
+        True,
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_failed_write_keeps_or_deletes_the_photo_as_the_outcome_says(monkeypatch, post_registration,
-                                                                         photo_store, case):
+def test_a_failed_write_keeps_or_deletes_the_photo_as_the_outcome_says(
+    monkeypatch, post_registration, photo_store, case
+):
     arguments, status, photo_kept = CASES[case]
     db = FakeDb(**arguments)
     monkeypatch.setattr(registrations, "get_db", lambda: db)
@@ -140,8 +154,9 @@ def test_a_malformed_key_is_refused_before_anything_is_stored(db, post_registrat
     assert not db.registrations and not photo_store.photos
 
 
-def test_an_attempt_that_loses_the_race_removes_its_photo_and_replays_the_winner(db, post_registration,
-                                                                                photo_store, monkeypatch):
+def test_an_attempt_that_loses_the_race_removes_its_photo_and_replays_the_winner(
+    db, post_registration, photo_store, monkeypatch
+):
     """Two attempts with one key both passed the first lookup; the other one inserted first."""
     winner = post_registration(headers=KEY)
     stored = dict(db.registrations)

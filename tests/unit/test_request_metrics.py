@@ -6,9 +6,12 @@ from common import metrics
 
 def _samples(client) -> dict[tuple, float]:
     client.get("/metrics")  # served, never counted
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for metric in (metrics.HTTP_REQUESTS, metrics.HTTP_SECONDS, metrics.HTTP_EXCEPTIONS)
-            for family in metric.collect() for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for metric in (metrics.HTTP_REQUESTS, metrics.HTTP_SECONDS, metrics.HTTP_EXCEPTIONS)
+        for family in metric.collect()
+        for s in family.samples
+    }
 
 
 def _value(registry_samples, name, **labels) -> float:
@@ -34,10 +37,26 @@ def test_requests_are_counted_with_the_exporters_names_and_labels(make_middlewar
         return _value(after, name, **labels) - _value(before, name, **labels)
 
     assert grew("flask_http_request_total", method="GET", status="200", service="middleware") == 3
-    assert grew("flask_http_request_duration_seconds_count", method="GET", status="200", endpoint="health",
-                service="middleware") == 3
-    assert grew("flask_http_request_duration_seconds_count", method="GET", status="404", endpoint="None",
-                service="middleware") == 1
+    assert (
+        grew(
+            "flask_http_request_duration_seconds_count",
+            method="GET",
+            status="200",
+            endpoint="health",
+            service="middleware",
+        )
+        == 3
+    )
+    assert (
+        grew(
+            "flask_http_request_duration_seconds_count",
+            method="GET",
+            status="404",
+            endpoint="None",
+            service="middleware",
+        )
+        == 1
+    )
     # an exception in a view: the JSON error handler answers 500, counted once
     assert grew("flask_http_request_total", method="GET", status="500", service="middleware") == 1
     assert not any(dict(labels).get("endpoint") == "prometheus_metrics" for _, labels in after)
