@@ -57,7 +57,9 @@ class WebDavStore:
             maxsize=16,
             block=False,
             retries=urllib3.Retry(0, read=False),
-            timeout=urllib3.Timeout(connect=2, read=15),
+            # the store is local: a hung one must free the thread well before nginx gives up on
+            # the registration (6 s), so it answers 503 instead of holding a worker for 15 s
+            timeout=urllib3.Timeout(connect=2, read=5),
         )
         self._write_path = urllib3.util.parse_url(self.base_url).path or ""
         self._token = token
