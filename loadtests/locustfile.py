@@ -45,38 +45,29 @@ except ImportError:  # started from another working directory
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 REGISTRATION_FIELDS = ("id", "name", "city", "photo_url", "created_at")
 
-_ack_file = None
+_open_files: dict[str, object] = {}
+
+
+def _append(variable: str, line: str) -> None:
+    """Append one line to the file named by $variable, if set (opened once per process)."""
+    path = os.environ.get(variable)
+    if not path:
+        return
+    if path not in _open_files:
+        _open_files[path] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    _open_files[path].write(line + "\n")
+    _open_files[path].flush()
 
 
 def record_ack(registration_id: str) -> None:
-    """Append one acknowledged id to $LOADTEST_ACK_FILE (opened once per process)."""
-    global _ack_file
-    path = os.environ.get("LOADTEST_ACK_FILE")
-    if not path:
-        return
-    if _ack_file is None:
-        _ack_file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
-    _ack_file.write(f"{registration_id}\n")
-    _ack_file.flush()
-
-
-_registrations_file = None
+    """Append one acknowledged id to $LOADTEST_ACK_FILE."""
+    _append("LOADTEST_ACK_FILE", registration_id)
 
 
 def record_registration(line: dict) -> None:
     """One JSON line per registration (all its attempts) in $LOADTEST_REGISTRATIONS_FILE: its
     key, the status of every attempt, the id it ended with; for the drill's accounting."""
-    global _registrations_file
-    path = os.environ.get("LOADTEST_REGISTRATIONS_FILE")
-    if not path:
-        return
-    if _registrations_file is None:
-        _registrations_file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
-    _registrations_file.write(json.dumps(line) + "\n")
-    _registrations_file.flush()
-
-
-_requests_file = None
+    _append("LOADTEST_REGISTRATIONS_FILE", json.dumps(line))
 
 
 @events.request.add_listener
@@ -86,12 +77,8 @@ def _log_request(name, response_time, response, exception, start_time=None, **_k
     The failover drill reads it to split latency into before/during the outage and to tell
     failures from refusals the system documents (e.g. 503 photo_store_unavailable).
     """
-    global _requests_file
-    path = os.environ.get("LOADTEST_REQUESTS_FILE")
-    if not path:
+    if not os.environ.get("LOADTEST_REQUESTS_FILE"):
         return
-    if _requests_file is None:
-        _requests_file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     status = getattr(response, "status_code", 0) or 0
     code = None
     if exception is not None and status >= 400:
@@ -106,8 +93,7 @@ def _log_request(name, response_time, response, exception, start_time=None, **_k
         "ok": exception is None,
         "code": code,
     }
-    _requests_file.write(json.dumps(line) + "\n")
-    _requests_file.flush()
+    _append("LOADTEST_REQUESTS_FILE", json.dumps(line))
 
 
 @events.init.add_listener
