@@ -42,7 +42,7 @@ def test_requests_are_counted_with_the_exporters_names_and_labels(make_middlewar
             "flask_http_request_duration_seconds_count",
             method="GET",
             status="200",
-            endpoint="health",
+            endpoint="health.health",
             service="middleware",
         )
         == 3
