@@ -247,6 +247,16 @@ def test_a_photo_whose_decode_costs_more_cpu_than_its_budget_is_refused():
     limits.slots.release()
 
 
+def test_a_quick_decode_asks_for_its_cpu_time_once_not_at_every_read(monkeypatch):
+    # the CPU clock is a system call; Pillow reads a JPEG's header in dozens of small reads
+    calls = []
+    thread_time = photos.time.thread_time
+    monkeypatch.setattr(photos.time, "thread_time", lambda: calls.append(1) or thread_time())
+    monkeypatch.setattr(photos, "CPU_CHECK_INTERVAL", 60)  # no decode here takes a minute
+    assert photos.prepare(make_jpeg(400, 300), MAX_BYTES, limits=photos.Limits()).data
+    assert len(calls) <= 2
+
+
 def test_a_photo_past_its_deadline_in_wall_time_is_a_503():
     limits = photos.Limits(decodes=1, decode_wait=5, decode_seconds=0.2)
     assert limits.slots.acquire(timeout=1)
