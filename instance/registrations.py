@@ -109,11 +109,11 @@ def _db_time_limit():
     return pymongo.timeout(current_app.config["MONGO_TIMEOUT_MS"] / 1000)
 
 
-def _earlier_attempt(db, registration_id: str, fingerprint: str) -> dict | None:
+def _earlier_attempt(registration_id: str, fingerprint: str) -> dict | None:
     """The record an earlier attempt with this key stored, if any; 422 if it was asked for another."""
     try:
         with _db_time_limit(), track_dependency("mongodb", "find_one"):
-            doc = db[records.REGISTRATIONS].find_one({"_id": registration_id})
+            doc = get_db()[records.REGISTRATIONS].find_one({"_id": registration_id})
     except PyMongoError:
         # nothing of this attempt is stored yet; an earlier attempt may be, hence the key
         raise ApiError(503, "database_unavailable", OUTCOME_UNKNOWN) from None
@@ -143,7 +143,7 @@ def create():
     registration_id = records.registration_id(idempotency_key)
     if idempotency_key is not None:
         # a retry of a registration that is stored costs one lookup: no decode, no upload
-        earlier = _earlier_attempt(get_db(), registration_id, fingerprint)
+        earlier = _earlier_attempt(registration_id, fingerprint)
         if earlier is not None:
             return _answer(earlier, replayed=True)
     try:

@@ -194,3 +194,17 @@ def test_a_write_that_landed_unconfirmed_is_found_by_the_retry(db, post_registra
     retry = post_registration(headers=KEY)
     assert retry.status_code == 201 and retry.headers["Idempotent-Replayed"] == "true"
     assert len(db.registrations) == 1
+
+
+def test_a_keyed_registration_with_the_database_down_is_a_503_and_stores_nothing(
+    monkeypatch, post_registration, photo_store
+):
+    def unreachable():
+        raise ServerSelectionTimeoutError("no server")  # as get_db() does when its indexes wait
+
+    monkeypatch.setattr(registrations, "get_db", unreachable)
+    response = post_registration(headers=KEY)
+
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "database_unavailable"
+    assert not photo_store.photos
