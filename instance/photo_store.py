@@ -29,6 +29,11 @@ def new_key(extension: str) -> str:
     return f"{token[:2]}/{token}.{extension}"
 
 
+def _refused(status: int) -> bool:
+    """The store is failing or does not take our token: unavailable, whatever was asked."""
+    return status >= 500 or status in (401, 403)
+
+
 class WebDavStore:
     """The native/compose file server: an nginx with WebDAV PUT/DELETE on its own port.
 
@@ -68,7 +73,7 @@ class WebDavStore:
         try:
             with track_dependency("photo_store", operation):
                 response = self.session.request(method, f"{self.base_url}/{key}", timeout=(2, 15), **kwargs)
-                if response.status_code >= 500 or response.status_code in (401, 403):
+                if _refused(response.status_code):
                     response.close()
                     raise PhotoStoreUnavailable(f"{method} {key}: HTTP {response.status_code}")
                 return response
@@ -84,7 +89,7 @@ class WebDavStore:
         try:
             with track_dependency("photo_store", operation):
                 status = self._writes.urlopen(method, f"{self._write_path}/{key}", body=body, headers=headers).status
-                if status >= 500 or status in (401, 403):
+                if _refused(status):
                     raise PhotoStoreUnavailable(f"{method} {key}: HTTP {status}")
                 return status
         except urllib3.exceptions.HTTPError as error:
