@@ -265,12 +265,18 @@ def first_only(answer):
     return lambda route, n: n == 0 and answer(route, n)
 
 
-def test_a_submission_answered_503_is_retried_with_the_same_key_and_stored_once(page, stack):
+def register_through(page: Page, answer, name: str) -> tuple[str, list[dict]]:
+    """Fill in and send the form under route_posts(answer): (the city used, the POSTs seen)."""
     city = unique_city()
-    seen = route_posts(page, first_only(fail_with(503)))
+    seen = route_posts(page, answer)
     page.goto("/")
-    fill_form(page, "Retry Tester", city, jpeg())
+    fill_form(page, name, city, jpeg())
     page.get_by_role("button", name="Register").click()
+    return city, seen
+
+
+def test_a_submission_answered_503_is_retried_with_the_same_key_and_stored_once(page, stack):
+    city, seen = register_through(page, first_only(fail_with(503)), "Retry Tester")
     result = page.locator("#result")
     expect(result).to_contain_text("Your registration number is")
     expect(result).to_have_class("ok")
@@ -282,11 +288,8 @@ def test_a_submission_answered_503_is_retried_with_the_same_key_and_stored_once(
 
 
 def test_a_submission_lost_on_the_network_is_retried_and_the_next_submission_gets_a_new_key(page, stack):
-    city = unique_city()
-    seen = route_posts(page, first_only(lambda route, n: route.abort("connectionreset") or True))
-    page.goto("/")
-    fill_form(page, "First Person", city, jpeg())
-    page.get_by_role("button", name="Register").click()
+    dropped = first_only(lambda route, n: route.abort("connectionreset") or True)
+    city, seen = register_through(page, dropped, "First Person")
     expect(page.locator("#result")).to_contain_text("First Person")
     assert len(seen) == 2 and seen[0]["key"] == seen[1]["key"]
 
@@ -298,22 +301,14 @@ def test_a_submission_lost_on_the_network_is_retried_and_the_next_submission_get
 
 
 def test_a_retry_waits_as_long_as_retry_after_asks(page, stack):
-    city = unique_city()
-    seen = route_posts(page, first_only(fail_with(503, {"Retry-After": "3"})))
-    page.goto("/")
-    fill_form(page, "Patient Person", city, jpeg())
-    page.get_by_role("button", name="Register").click()
+    city, seen = register_through(page, first_only(fail_with(503, {"Retry-After": "3"})), "Patient Person")
     expect(page.locator("#result")).to_contain_text("Your registration number is")
     assert len(seen) == 2 and 2.9 <= seen[1]["at"] - seen[0]["at"] <= 6
     assert stack.db.registrations.count_documents({"city": city}) == 1
 
 
 def test_after_four_failed_tries_the_page_shows_the_servers_error(page, stack):
-    city = unique_city()
-    seen = route_posts(page, fail_with(502))
-    page.goto("/")
-    fill_form(page, "Unlucky Person", city, jpeg())
-    page.get_by_role("button", name="Register").click()
+    city, seen = register_through(page, fail_with(502), "Unlucky Person")
     result = page.locator("#result")
     expect(result).to_contain_text("retrying…")
     expect(result).to_have_class("pending")
