@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import subprocess
@@ -27,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from common import records
+from common.stats import percentile
 from mailsink.watch import MailWatch, alert_mail
 from stack import supervisor
 from stack.parts import all_parts
@@ -68,10 +68,12 @@ VICTIMS = {
 
 
 def p95(values: list[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+    """The nearest-rank 95th percentile (common.stats), None rather than NaN for no values: JSON."""
+    return percentile(values, 95) if values else None
+
+
+def _json_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def _start_load(s: Settings, out: Path, users: int, spawn_rate: float) -> subprocess.Popen:
@@ -241,10 +243,12 @@ def run(args: argparse.Namespace) -> int:
             supervisor.start(s, victim)
     say("load stopped")
 
-    rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines() if line.strip()]
+    rows = _json_lines(out / "requests.jsonl")
     # registrations are judged as a careful client ends them (below), not attempt by attempt
-    attempts = [row for row in rows if row["name"].startswith(REGISTRATION) and "[bad:" not in row["name"]]
-    others = [row for row in rows if row not in attempts]
+    attempts, others = [], []
+    for row in rows:
+        registering = row["name"].startswith(REGISTRATION) and "[bad:" not in row["name"]
+        (attempts if registering else others).append(row)
     failed = [row for row in others if not row["ok"] and not documented(row)]
     refused = [row for row in others if not row["ok"] and documented(row)]
     before = [row["ms"] for row in rows if row["t"] < stopped_at]
@@ -253,12 +257,7 @@ def run(args: argparse.Namespace) -> int:
     acknowledged = (
         sorted(set((out / "acknowledged.txt").read_text().split())) if (out / "acknowledged.txt").exists() else []
     )
-    registrations_log = out / "registrations.jsonl"
-    lines = (
-        [json.loads(line) for line in registrations_log.read_text().splitlines() if line.strip()]
-        if (registrations_log.exists())
-        else []
-    )
+    lines = _json_lines(out / "registrations.jsonl")
     stored = _stored(db, acknowledged)
     result = {
         "victim": args.victim,
