@@ -129,9 +129,7 @@ def stop(s: Settings, part: Part, grace: float = 25.0) -> bool:
     while time.monotonic() < deadline and _alive(pid, started):
         time.sleep(0.1)
     if _alive(pid, started):
-        _signal_group(pid, signal.SIGKILL)
-        while _alive(pid, started):
-            time.sleep(0.1)
+        _kill_group(s, part, pid, started)
     pid_file(s, part).unlink(missing_ok=True)
     return True
 
@@ -141,12 +139,15 @@ def kill(s: Settings, part: Part) -> bool:
     pid = running_pid(s, part)
     if not pid:
         return False
-    started = _start_time(pid)
+    _kill_group(s, part, pid, _start_time(pid))
+    return True
+
+
+def _kill_group(s: Settings, part: Part, pid: int, started: int | None) -> None:
     _signal_group(pid, signal.SIGKILL)
     while _alive(pid, started):
         time.sleep(0.05)
     pid_file(s, part).unlink(missing_ok=True)
-    return True
 
 
 def freeze(s: Settings, part: Part, frozen: bool) -> None:
