@@ -223,6 +223,9 @@ class Registrant(HttpUser):
         with self.client.post(
             "/api/registrations",
             files=workload.bad_request(kind),
+            # a careful client keys every registration, a wrong one too: nginx may then send it
+            # past a hung replica (it answers the 4xx that the form deserves)
+            headers={"Idempotency-Key": uuid.uuid4().hex},
             name=f"/api/registrations [bad: {kind}]",
             catch_response=True,
         ) as resp:
