@@ -22,13 +22,17 @@ def test_p95_is_the_nearest_rank():
     assert p95(list(range(1, 21))) == 19
 
 
-def test_only_the_photo_store_and_middleware_have_documented_refusals():
+def test_each_victim_documents_only_its_own_refusals():
     refused_registration = {"name": "/api/registrations [400x300]", "status": 503, "code": "photo_store_unavailable"}
     refused_chart = {"name": "/api/chart", "status": 503, "code": "service_unavailable"}
     assert VICTIMS["photo-store"][1](refused_registration)
     assert not VICTIMS["photo-store"][1](refused_chart)
     assert VICTIMS["middleware"][1](refused_chart)
     assert not VICTIMS["middleware"][1](refused_registration)
+    broken_report = {"name": "/api/reports/cities.xlsx", "status": 0, "code": None}
+    assert VICTIMS["mongodb"][1](broken_report)
+    assert not VICTIMS["mongodb"][1]({**broken_report, "name": "/api/chart"})
+    assert not VICTIMS["instance-1"][1](broken_report)
     for victim in ("instance-1", "redis"):
         assert not VICTIMS[victim][1](refused_registration) and not VICTIMS[victim][1](refused_chart)
 
