@@ -8,10 +8,14 @@ A hit costs no round trip: each middleware process keeps the bytes it last read 
 on a connection with Redis 6+ server-assisted client-side caching (`CLIENT TRACKING` over RESP3),
 so Redis pushes an invalidation on that same connection as soon as anyone changes or expires
 the key. Each hit first looks (a non-blocking poll, no round trip) for such a message, or for
-the connection having closed (Redis stopped or restarted); either drops the copy. So a report
-query's refresh, made through any process, is what the next chart read of every process
-serves. The copy is also never kept past the key's own TTL, nor trusted for more than
-`_TRUST_SECONDS` without reading it again: a Redis that vanished without closing the
+the connection having closed (Redis stopped or restarted); either drops the copy. Redis answers
+a write before it sends the invalidations the write caused (its pending-write list is
+last-in-first-out), so a read racing the writer could still find nothing on its socket: a
+writer therefore follows its write with one more round trip (a PING), which Redis answers only
+after a pass that sent them. So a report query's refresh, made through any process, is what
+the next chart read of every process serves (of one on another host, as soon as the network
+delivers the invalidation). The copy is also never kept past the key's own TTL, nor trusted for
+more than `_TRUST_SECONDS` without reading it again: a Redis that vanished without closing the
 connection (a host gone, a partition) cannot send invalidations, so that bounds how long it
 could go unnoticed. The worker's threads share that connection under a lock, so a Redis that
 stops answering (a timeout, not a refusal) is left alone for `_BACKOFF_SECONDS`, the chart
@@ -25,6 +29,7 @@ database query started beside the totals, and a compare-and-set script writes on
 is newer than what Redis holds, so a slow older query never overwrites a newer one.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -208,7 +213,10 @@ def store(chart: dict, filled: int) -> bool:
         return False
     if not written:
         log.info("chart cache kept: a newer refill got there first")
-    return bool(written)
+        return False
+    with contextlib.suppress(redis.RedisError):  # written: the copies are dropped a moment later
+        _redis().ping()  # the fence (see the docstring): every copy has had its invalidation
+    return True
 
 
 def _lookup() -> tuple[bytes | None, dict | None, str]:

@@ -56,7 +56,9 @@ def test_a_refused_report_does_not_refresh_the_cache(http, stack):
 def test_cold_cache_is_filled_from_the_database(http, stack):
     import redis
 
-    redis.Redis(port=stack.settings.ports["REDIS_PORT"]).flushdb()
+    direct = redis.Redis(port=stack.settings.ports["REDIS_PORT"])
+    direct.flushdb()
+    direct.ping()  # the fence a writer owes the middleware's copies (see chart_cache.store)
     first = _chart(http, stack)
     assert first["cache"] == "miss"
     assert first["total"] == stack.registration_count()
@@ -87,9 +89,9 @@ def test_a_change_in_redis_is_served_by_every_middleware_process_at_once(http, s
     for _ in range(30):  # every worker and thread has served, and now holds, the current chart
         assert _chart(http, stack)["cache"] == "hit"
     marker = f"direct-{uuid.uuid4().hex[:8]}"
-    redis.Redis(port=stack.settings.ports["REDIS_PORT"]).hset(
-        chart_cache.DATA_KEY, "data", json.dumps({"cities": [], "total": -1, "generated_at": marker})
-    )
+    direct = redis.Redis(port=stack.settings.ports["REDIS_PORT"])
+    direct.hset(chart_cache.DATA_KEY, "data", json.dumps({"cities": [], "total": -1, "generated_at": marker}))
+    direct.ping()  # the fence a writer owes the copies (see chart_cache.store)
     try:
         assert {_chart(http, stack)["generated_at"] for _ in range(30)} == {marker}
     finally:

@@ -112,10 +112,26 @@ def test_a_change_made_by_another_process_is_seen_by_the_next_read(private_redis
     assert b'"total": 1' in _read(reader)  # the reader now holds a local copy
     _store(writer, 2, filled=2)  # a report's refresh through another middleware process
     assert b'"total": 2' in _read(reader)
-    redis.Redis(port=private_redis.port).hset(chart_cache.DATA_KEY, "data", b'{"total": 3}')  # Redis directly
+    direct = redis.Redis(port=private_redis.port)
+    direct.hset(chart_cache.DATA_KEY, "data", b'{"total": 3}')
+    direct.ping()  # the fence any writer owes the copies (see chart_cache): store() makes it
     assert _read(reader) == b'{"total": 3}'
-    redis.Redis(port=private_redis.port).flushall()
+    direct.flushall()
+    direct.ping()
     assert _read(reader) is None
+
+
+def test_a_read_right_after_a_store_elsewhere_is_never_stale(private_redis):
+    """Redis answers a write before it sends the invalidations the write caused, so a reader
+    polling its socket in between would still serve its old copy; store()'s fence closes that
+    window. The window is microseconds wide (a busy machine's CI once hit it), hence the many
+    rounds."""
+    reader, writer = _app(private_redis.url), _app(private_redis.url)
+    stale = 0
+    for filled in range(1, 1001):
+        _store(writer, filled, filled=filled)
+        stale += f'"total": {filled},'.encode() not in _read(reader)
+    assert stale == 0
 
 
 def test_the_copy_never_outlives_the_keys_ttl(private_redis):
