@@ -409,6 +409,15 @@ def test_ingress_accepts_a_5_mib_photo_and_sends_hsts(rendered):
     assert annotations["nginx.org/hsts"] == "true"
 
 
+def test_production_nginx_takes_each_client_from_the_controllers_header(rendered):
+    # behind the Ingress every client would be the controller: one admin-throttle count for all
+    # (the file's behaviour, run by a real nginx: test_real_ip.py)
+    templates = configmap(rendered["production"], "nginx-templates")["data"]
+    assert templates["real-ip.conf.template"] == repo_file("k8s/overlays/production/nginx-real-ip.conf").read_text()
+    assert templates["default.conf.template"] == repo_file("nginx/templates/default.conf.template").read_text()
+    assert "real-ip.conf.template" not in configmap(rendered["local"], "nginx-templates")["data"]
+
+
 def test_gateway_api_component_replaces_the_ingress(tmp_path):
     repo = shadow_repo(tmp_path, DUMMY_SECRETS)
     overlay = repo / "k8s/overlays/gateway"

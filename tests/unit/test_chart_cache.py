@@ -189,7 +189,7 @@ def test_a_redis_that_does_not_answer_is_left_alone_for_a_moment():
         started = time.monotonic()
         with pytest.raises(redis.TimeoutError):
             _read(app)  # the next request does not wait its turn to time out again
-        assert time.monotonic() - started < 0.1
+        assert time.monotonic() - started < 0.3  # not another 0.5 s socket timeout
         time.sleep(chart_cache._BACKOFF_SECONDS)
         started = time.monotonic()
         with pytest.raises(redis.TimeoutError):
