@@ -4,6 +4,7 @@ outlives a change made elsewhere, nor a Redis that went away. A private redis-se
 here; two Flask apps play two middleware processes. (Which of two racing refills wins, and the
 same rules through the whole stack, are tested in tests/cluster/test_chart.py.)"""
 
+import concurrent.futures
 import shutil
 import socket
 import subprocess
@@ -195,3 +196,33 @@ def test_a_redis_that_does_not_answer_is_left_alone_for_a_moment():
         with pytest.raises(redis.TimeoutError):
             _read(app)  # then it is asked again
         assert time.monotonic() - started >= 0.4
+
+
+def _png(app: Flask, generation: str, render) -> bytes:
+    with app.app_context():
+        return chart_cache.get_png({"cities": [], "total": 0, "generated_at": generation}, render)
+
+
+def test_a_new_generation_is_drawn_once_however_many_ask_at_once(private_redis):
+    app, drawn = _app(private_redis.url), []
+
+    def render(chart):
+        drawn.append(chart["generated_at"])
+        time.sleep(0.2)  # about what matplotlib takes
+        return chart["generated_at"].encode()
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        images = list(pool.map(lambda _: _png(app, "g1", render), range(8)))
+    assert images == [b"g1"] * 8 and drawn == ["g1"]
+    before = private_redis.commands()
+    idle = private_redis.commands() - before  # what counting itself adds
+    before = private_redis.commands()
+    assert _png(app, "g1", render) == b"g1"
+    assert private_redis.commands() - before == idle  # a repeat costs no round trip
+    assert _png(app, "g2", render) == b"g2" and drawn == ["g1", "g2"]
+
+
+def test_an_image_another_process_drew_is_not_drawn_again(private_redis):
+    drawer, other = _app(private_redis.url), _app(private_redis.url)
+    assert _png(drawer, "g1", lambda chart: b"picture") == b"picture"
+    assert _png(other, "g1", lambda chart: pytest.fail("drawn twice")) == b"picture"
