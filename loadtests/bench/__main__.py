@@ -15,7 +15,9 @@ var/bench/), stopping them at the end. The figures:
    and values (`loadtests/baseline_report.py`), the time to its first byte, and the replica
    workers' peak memory growth meanwhile;
 4. latency: registration p99 at half the measured max rate, from an open-loop generator that
-   counts queueing delay from each request's intended send time.
+   counts queueing delay from each request's intended send time;
+5. png, only when named: the cached chart image (max req/s, as the chart), and 24 images at
+   once right after a report's refresh vs the same burst once the new totals are drawn.
 
 The load generator's CPU (in cores) is printed beside each figure, and flagged when it neared
 its limit. The result is a table and one JSON line; the exit status is 0 unless the bench could
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["chart"] = figures.chart(s, baseline, wrk, args)
             if "png" in wanted:
                 results["png"] = figures.chart(s, baseline, wrk, args, "/api/chart.png")
+                results["png_after_refresh"] = figures.png_after_refresh(s, args)
             if "registration" in wanted or ("latency" in wanted and not args.rate):
                 results["registration"] = figures.registration(s, db, baseline, wrk, photo, Path(tmp), args)
             if "latency" in wanted:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -77,6 +79,35 @@ def chart(s: Settings, base: baselines.BaselineService, wrk: Wrk, args, path: st
     summary = verdicts.summarize(name, [r["rps"] for r in results["cluster"]], [r["rps"] for r in results["baseline"]])
     summary["failed"] = sum(r["failed"] for r in results["cluster"])
     return _with_generator(summary, results)
+
+
+def png_after_refresh(s: Settings, args, concurrent: int = 24) -> dict:
+    """The chart image as page views meet it right after a report's refresh, when none has been
+    drawn for the new totals: `concurrent` requests at once, the time until all are answered,
+    against the same burst on totals already drawn (each round: a one-city report, then both)."""
+    city = requests.get(f"{s.public_url}/api/chart", timeout=30).json()["cities"][0]["city"]
+    auth = ("admin", s.secrets["ADMIN_PASSWORD"])
+    image = f"{s.public_url}/api/chart.png"
+
+    def burst() -> float:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(concurrent) as pool:
+            answers = list(pool.map(lambda _: requests.get(image, timeout=60), range(concurrent)))
+        if {a.status_code for a in answers} != {200}:
+            raise RuntimeError(f"the chart image answered {sorted({a.status_code for a in answers})}")
+        return (time.perf_counter() - started) * 1000
+
+    fresh, drawn = [], []
+    for run in range(1, args.runs + 1):
+        report = requests.get(f"{s.public_url}/api/reports/cities.xlsx", params={"city": city}, auth=auth, timeout=120)
+        if report.status_code != 200:
+            raise RuntimeError(f"the report answered {report.status_code}")
+        fresh.append(burst())
+        drawn.append(burst())
+        print(f"  png burst run {run}: {concurrent} after a refresh {fresh[-1]:.0f} ms, drawn {drawn[-1]:.0f} ms")
+    summary = verdicts.summarize("png", fresh, drawn)
+    summary["concurrent"] = concurrent
+    return summary
 
 
 def registration(s: Settings, db, base: baselines.BaselineService, wrk: Wrk, photo: bytes, tmp: Path, args) -> dict:

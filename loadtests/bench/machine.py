@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psutil
 
+from common import gunicorn_conf
 from stack import supervisor
 from stack.parts import Part
 from stack.settings import Settings
@@ -32,11 +33,13 @@ def describe() -> dict:
 
 
 def gunicorn_shape(s: Settings, part: Part) -> dict[str, str]:
-    """The workers and threads the running part was started with (else the configured ones)."""
+    """The workers and threads the running part was started with, else the configured ones, else
+    the services' own defaults (what an unset value means, and the baseline then gets too)."""
     env: dict[str, str] = {}
     with contextlib.suppress(psutil.Error, ValueError):
         env = psutil.Process(supervisor.running_pid(s, part) or 0).environ()
-    return {name: env.get(name) or part.env[name] for name in ("GUNICORN_WORKERS", "GUNICORN_THREADS")}
+    defaults = {"GUNICORN_WORKERS": gunicorn_conf.workers, "GUNICORN_THREADS": gunicorn_conf.threads}
+    return {name: env.get(name) or part.env[name] or str(default) for name, default in defaults.items()}
 
 
 def worker_pids(s: Settings, part: Part) -> list[int]:

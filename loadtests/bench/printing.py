@@ -43,6 +43,18 @@ def rows(results: dict) -> list[tuple]:
                 _cpu(r),
             )
         )
+    if r := results.get("png_after_refresh"):
+        out.append(
+            (
+                f"  {r['concurrent']} PNGs at once after a refresh (ms)",
+                f"{r['cluster']:.0f}",
+                f"{r['baseline']:.0f}",
+                f"{r['ratio']:.1f}×",
+                "(reported; baseline: drawn)",
+                "",
+                "",
+            )
+        )
     if r := results.get("registration"):
         out.append(
             (
