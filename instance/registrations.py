@@ -14,15 +14,17 @@ Every other attempt finds that record, removes its own photo and replays the fir
 answers 422 when it was asked for something else under the same key.
 """
 
+import contextlib
 import logging
 import re
 import time
 from datetime import UTC, timedelta
 
 import pymongo
-from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context, url_for
 from pymongo.errors import (
     DuplicateKeyError,
+    NetworkTimeout,
     PyMongoError,
     ServerSelectionTimeoutError,
     WriteError,
@@ -103,10 +105,22 @@ def _read_photo() -> bytes:
     return upload.read(current_app.config["MAX_PHOTO_BYTES"] + 1)
 
 
+@contextlib.contextmanager
 def _db_time_limit():
-    """Every database call of a registration together gets this long: a frozen database must
-    turn into a quick 503, not a worker waiting for a 60 s socket timeout."""
-    return pymongo.timeout(current_app.config["MONGO_TIMEOUT_MS"] / 1000)
+    """Every database call of a request together gets MONGO_TIMEOUT_MS: a frozen database must
+    turn into a quick 503, not a worker waiting for a 60 s socket timeout, nor one that waits
+    a full limit per call (an insert that timed out, then the lookup of its outcome: twice the
+    limit, past nginx's 6 s for a keyed registration, which then took every replica out of
+    rotation at once during a database freeze). Each call gets what the earlier ones left."""
+    left = current_app.config["MONGO_TIMEOUT_MS"] / 1000 - g.get("db_seconds", 0.0)
+    if left <= 0:
+        raise NetworkTimeout("this request's database time is spent")
+    started = time.monotonic()
+    try:
+        with pymongo.timeout(left):
+            yield
+    finally:
+        g.db_seconds = g.get("db_seconds", 0.0) + time.monotonic() - started
 
 
 def _earlier_attempt(registration_id: str, fingerprint: str) -> dict | None:
@@ -215,7 +229,8 @@ def _insert(doc: dict, store) -> dict:
 
 
 def _lookup(db, registration_id: str) -> dict | None:
-    # the insert's time limit is spent: the lookup gets its own
+    # what the insert left of the request's time limit: none after a timeout (then the outcome
+    # is unknown, and said so), most of it after a connection lost at once
     with _db_time_limit(), track_dependency("mongodb", "find_one"):
         return db[records.REGISTRATIONS].find_one({"_id": registration_id})
 
