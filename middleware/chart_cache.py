@@ -24,6 +24,12 @@ server that refuses tracking (an ACL without CLIENT) is read on every request, a
 (redis-py's own client-side cache refuses servers older than 7.4, Debian 12 ships 7.0, and its
 hits still go through the connection pool and a deep copy.)
 
+The chart is never asked of the database by more than one request of a process at a time: those
+that arrive while a query runs wait for it and share its answer (its outcome, a failure too), so
+a cold cache or a Redis outage does not start a whole-collection scan per chart read; with Redis
+down, an answer is also reused for `_BYPASS_REUSE_SECONDS`. A report's refresh always queries
+anew.
+
 Two refills can race (two reports, or a report and a cold miss): each stores the time its
 database query started beside the totals, and a compare-and-set script writes only when that
 is newer than what Redis holds, so a slow older query never overwrites a newer one.
@@ -32,6 +38,7 @@ is newer than what Redis holds, so a slow older query never overwrites a newer o
 import contextlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -63,6 +70,7 @@ return 1
 _TRUST_SECONDS = 1.0  # longest a local copy is served without reading Redis (see the docstring)
 _BACKOFF_SECONDS = 1.0  # after a timeout, no new attempt for this long (see the docstring)
 TOTALS_SECONDS = 20.0  # the totals query (a whole-collection $group) on a cache miss
+_BYPASS_REUSE_SECONDS = 5.0  # with Redis down, how long one process reuses a database answer
 _HIT, _MISS, _ERROR = (CHART_CACHE_LOOKUPS.labels(result) for result in ("hit", "miss", "error"))
 
 
@@ -201,6 +209,46 @@ def _from_database(shared_clock: bool = True) -> tuple[dict, int]:
     }, filled
 
 
+class SharedQuery:
+    """One totals query at a time per process, its answer shared (see the docstring).
+
+    A request that arrives while a query runs takes that query's outcome once it ends: the query
+    started before the request did, but so does a cache hit's data. One that arrives later runs
+    its own, unless the last answer is younger than `reuse_seconds`. Misses and bypasses have one
+    each, and Redis answering again ends the reuse: an answer reused while Redis is down is one
+    asked during that same outage."""
+
+    def __init__(self, reuse_seconds: float = 0.0):
+        self._reuse_seconds = reuse_seconds
+        self._lock = threading.Lock()
+        self._ended = -math.inf  # monotonic: when the last query ended
+        self._outcome: tuple[dict, int] | BaseException | None = None
+
+    def forget(self) -> None:
+        self._outcome = None
+
+    def get(self, query) -> tuple[tuple[dict, int], bool]:
+        """(the query's answer, whether this request ran it); raises what the query raised."""
+        asked = time.monotonic()
+        with self._lock:
+            shared = self._outcome is not None and (
+                self._ended >= asked
+                or (not isinstance(self._outcome, BaseException) and asked - self._ended < self._reuse_seconds)
+            )
+            if not shared:
+                try:
+                    self._outcome = query()
+                except BaseException as error:
+                    self._outcome = error
+                    raise
+                finally:
+                    self._ended = time.monotonic()
+                return self._outcome, True
+            if isinstance(self._outcome, BaseException):
+                raise self._outcome
+            return self._outcome, False
+
+
 def store(chart: dict, filled: int) -> bool:
     """Cache the chart unless Redis holds one from a later query; False when not written."""
     try:
@@ -222,19 +270,23 @@ def store(chart: dict, filled: int) -> bool:
 def _lookup() -> tuple[bytes | None, dict | None, str]:
     """(cached JSON, None) on a hit, else (None, the chart from the database); and the source:
     'hit', 'miss' (filled now) or 'bypass' (Redis down)."""
+    bypass = current_app.extensions["chart_bypass_query"]
     try:
         cached = current_app.extensions["chart_local"].get()
     except redis.RedisError as error:
         _ERROR.inc()
         log.warning("chart cache unavailable, serving from the database: %s", error)
-        return None, _from_database(shared_clock=False)[0], "bypass"
+        (chart, _), _ = bypass.get(lambda: _from_database(shared_clock=False))
+        return None, chart, "bypass"
+    bypass.forget()
     if cached is not None:
         _HIT.inc()
         return cached, None, "hit"
     _MISS.inc()
-    chart, filled = _from_database()
-    CHART_CACHE_REFRESHES.labels("miss").inc()
-    store(chart, filled)
+    (chart, filled), ran = current_app.extensions["chart_miss_query"].get(_from_database)
+    if ran:  # the others share its answer, and its store
+        CHART_CACHE_REFRESHES.labels("miss").inc()
+        store(chart, filled)
     return None, chart, "miss"
 
 
@@ -320,4 +372,6 @@ def init_app(app: Flask) -> None:
     app.extensions["redis"] = client
     app.extensions["chart_local"] = TrackedChart(app.config["REDIS_URL"], client)
     app.extensions["chart_png"] = RenderedChart()
+    app.extensions["chart_miss_query"] = SharedQuery()
+    app.extensions["chart_bypass_query"] = SharedQuery(reuse_seconds=_BYPASS_REUSE_SECONDS)
     app.extensions["chart_store_script"] = client.register_script(_STORE_IF_NEWER)  # EVALSHA, EVAL when unknown

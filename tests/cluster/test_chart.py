@@ -2,10 +2,13 @@
 
 import io
 import json
+import re
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 from flask import Flask
 from PIL import Image
 
@@ -113,6 +116,26 @@ def test_chart_fails_open_when_redis_is_down(http, stack, stopped):
     assert "chart cache unavailable, serving from the database" in log
     ready = http.get(f"http://127.0.0.1:{stack.settings.ports['MIDDLEWARE_PORT']}/ready")
     assert ready.status_code == 503 and ready.json()["checks"]["redis"].startswith("unreachable")
+
+
+def _totals_queries(stack) -> float:
+    """The middleware's whole-collection totals queries so far (every worker's, from /metrics)."""
+    text = requests.get(f"http://127.0.0.1:{stack.settings.ports['MIDDLEWARE_PORT']}/metrics", timeout=5).text
+    pattern = r'^dependency_duration_seconds_count\{dependency="mongodb",operation="city_totals"\} (\S+)$'
+    return sum(float(v) for v in re.findall(pattern, text, re.M))
+
+
+def test_with_redis_down_chart_reads_do_not_each_scan_the_database(stack, stopped):
+    stopped("redis")
+    before = _totals_queries(stack)
+    with ThreadPoolExecutor(24) as pool:
+        charts = list(pool.map(lambda _: requests.get(f"{stack.url}/api/chart", timeout=30).json(), range(24)))
+    assert {chart["cache"] for chart in charts} == {"bypass"}
+    assert {chart["total"] for chart in charts} == {stack.registration_count()}
+    # a process's reads share one query and reuse its answer for a moment: one query per worker
+    # (two should the burst outlast that moment), not one per read
+    workers = int(stack.settings.get("GUNICORN_WORKERS", "2"))
+    assert _totals_queries(stack) - before <= 2 * workers
 
 
 def test_chart_recovers_the_cache_when_redis_returns(http, stack, stopped):

@@ -226,3 +226,47 @@ def test_an_image_another_process_drew_is_not_drawn_again(private_redis):
     drawer, other = _app(private_redis.url), _app(private_redis.url)
     assert _png(drawer, "g1", lambda chart: b"picture") == b"picture"
     assert _png(other, "g1", lambda chart: pytest.fail("drawn twice")) == b"picture"
+
+
+def _slow_query(answers: list, seconds: float = 0.2, error: Exception | None = None):
+    def query():
+        answers.append(1)
+        time.sleep(seconds)  # a whole-collection scan on a busy database
+        if error:
+            raise error
+        return {"total": len(answers)}, len(answers)
+
+    return query
+
+
+def test_requests_arriving_during_a_totals_query_share_it():
+    shared, ran = chart_cache.SharedQuery(), []
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda _: shared.get(_slow_query(ran)), range(8)))
+    assert len(ran) == 1
+    assert {answer[0]["total"] for answer, _ in outcomes} == {1}
+    assert sum(leader for _, leader in outcomes) == 1  # one stores it in Redis, the others do not
+    assert shared.get(_slow_query(ran, 0))[0][0]["total"] == 2  # a later request asks anew
+
+
+def test_a_failed_totals_query_fails_those_who_waited_for_it_at_once():
+    shared, ran = chart_cache.SharedQuery(), []
+    failing = _slow_query(ran, 0.3, TimeoutError("the database did not answer"))
+
+    def ask(_):
+        with pytest.raises(TimeoutError):
+            shared.get(failing)
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        list(pool.map(ask, range(6)))
+    assert len(ran) == 1  # not one failing scan after another, each waiting its full time
+    assert shared.get(_slow_query(ran, 0))[0][0]["total"] == 2  # the next request asks anew
+
+
+def test_with_redis_down_an_answer_is_reused_for_a_moment():
+    reusing, ran = chart_cache.SharedQuery(reuse_seconds=60), []
+    for _ in range(5):
+        reusing.get(_slow_query(ran, 0))
+    assert len(ran) == 1
+    chart_cache.SharedQuery().get(_slow_query(ran, 0))
+    assert len(ran) == 2
