@@ -324,14 +324,33 @@ class _BudgetedBytes(io.BytesIO):
         return super().write(data)
 
 
-def prepare(raw: bytes, max_bytes: int, max_pixels: int = MAX_PIXELS, limits: Limits | None = None) -> Photo:
+@dataclass(frozen=True)
+class Checked:
+    """An upload whose structure passed: what decode() needs, with nothing decoded yet."""
+
+    raw: bytes
+    jpeg: _Jpeg | None
+    max_pixels: int
+    limits: Limits
+
+
+def check(raw: bytes, max_bytes: int, max_pixels: int = MAX_PIXELS, limits: Limits | None = None) -> Checked:
+    """Refuses what can be refused without decoding (empty, too large, not a well-formed JPEG or
+    PNG, too many pixels, too costly to decode): cheap, so it comes before anything else is
+    asked of the database."""
     limits = limits or get_limits()
-    budget = _Budget(limits)
     if not raw:
         raise ApiError(400, "missing_field", "The photo file is empty.", "photo")
     if len(raw) > max_bytes:
         raise ApiError(413, "photo_too_large", f"The photo must be at most {max_bytes / 2**20:g} MiB.", "photo")
-    jpeg = _check_structure(raw, max_pixels, limits)
+    return Checked(raw, _check_structure(raw, max_pixels, limits), max_pixels, limits)
+
+
+def decode(checked: Checked) -> Photo:
+    """The photo decoded on its budget, which starts now (its wait for a decode slot included),
+    and re-encoded without metadata."""
+    raw, jpeg, max_pixels, limits = checked.raw, checked.jpeg, checked.max_pixels, checked.limits
+    budget = _Budget(limits)
     retry_after = max(1, math.ceil(limits.decode_seconds))
     if not limits.slots.acquire(timeout=limits.decode_wait):
         raise ServiceUnavailable(

@@ -150,6 +150,8 @@ def create():
     city = required_text(request.form.get("city"), "city", "City", CITY_MAX)
     try:
         raw = _read_photo()
+        # what is refused without decoding is refused before the database is asked anything
+        checked = photos.check(raw, current_app.config["MAX_PHOTO_BYTES"], current_app.config["MAX_PHOTO_PIXELS"])
     except ApiError as error:
         REJECTED.labels(error.code).inc()
         raise
@@ -161,7 +163,7 @@ def create():
         if earlier is not None:
             return _answer(earlier, replayed=True)
     try:
-        photo = photos.prepare(raw, current_app.config["MAX_PHOTO_BYTES"], current_app.config["MAX_PHOTO_PIXELS"])
+        photo = photos.decode(checked)
     except ApiError as error:
         REJECTED.labels(error.code).inc()
         raise

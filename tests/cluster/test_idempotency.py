@@ -127,6 +127,15 @@ def test_a_frozen_database_answers_503_soon_and_the_keyed_retry_stores_once(stac
     assert wait_for(lambda: stack.photo_count() == photos + 1)  # kept photos of the 503s are settled
 
 
+def test_a_keyed_upload_that_is_no_photo_is_refused_even_with_the_database_frozen(stack, frozen):
+    # what can be refused without decoding is refused before the key is looked up
+    frozen("mongodb")
+    with requests.Session() as http:
+        answer = register(http, stack, photo=b"<html>not a photo</html>", headers=_key())
+    frozen.thaw("mongodb")
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_photo"
+
+
 def test_an_unkeyed_write_to_a_frozen_database_is_not_called_unstored(stack, frozen):
     """The insert may sit in the frozen server's socket and land when it wakes: the client must
     not be told that nothing was stored. One replica, so that it knows the city already and the

@@ -37,13 +37,18 @@ def _saved(image: Image.Image, kind: str, **options) -> bytes:
     return out.getvalue()
 
 
+def _prepare(raw: bytes, max_bytes: int, **kwargs) -> photos.Photo:
+    """What a registration does with an upload: the checks without decoding, then the decode."""
+    return photos.decode(photos.check(raw, max_bytes, **kwargs))
+
+
 def _stored(raw: bytes, **kwargs) -> Image.Image:
-    return Image.open(io.BytesIO(photos.prepare(raw, MAX_BYTES, **kwargs).data))
+    return Image.open(io.BytesIO(_prepare(raw, MAX_BYTES, **kwargs).data))
 
 
 def _refused(raw: bytes, **kwargs) -> photos.ApiError:
     with pytest.raises(photos.ApiError) as refused:
-        photos.prepare(raw, MAX_BYTES, **kwargs)
+        _prepare(raw, MAX_BYTES, **kwargs)
     assert (refused.value.status, refused.value.code, refused.value.field) == (400, "invalid_photo", "photo")
     assert refused.value.message.endswith(".")
     return refused.value
@@ -55,7 +60,7 @@ def _refused(raw: bytes, **kwargs) -> photos.ApiError:
 def test_an_mpo_from_a_phone_is_stored_as_a_plain_jpeg_of_its_first_picture():
     raw = _mpo()
     assert Image.open(io.BytesIO(raw)).format == "MPO"
-    photo = photos.prepare(raw, MAX_BYTES)
+    photo = _prepare(raw, MAX_BYTES)
     assert (photo.content_type, photo.extension) == ("image/jpeg", "jpg")
     stored = Image.open(io.BytesIO(photo.data))
     assert stored.format == "JPEG" and stored.size == (640, 480)
@@ -231,11 +236,11 @@ def test_a_photo_that_finds_no_free_decode_slot_is_a_503_with_retry_after():
     assert limits.slots.acquire(timeout=1)  # another request is decoding
     try:
         with pytest.raises(ServiceUnavailable) as busy:
-            photos.prepare(make_jpeg(400, 300), MAX_BYTES, limits=limits)
+            _prepare(make_jpeg(400, 300), MAX_BYTES, limits=limits)
         assert busy.value.retry_after == 4
     finally:
         limits.slots.release()
-    assert photos.prepare(make_jpeg(400, 300), MAX_BYTES, limits=limits).data  # free again
+    assert _prepare(make_jpeg(400, 300), MAX_BYTES, limits=limits).data  # free again
 
 
 def test_a_photo_whose_decode_costs_more_cpu_than_its_budget_is_refused():
@@ -253,7 +258,7 @@ def test_a_quick_decode_asks_for_its_cpu_time_once_not_at_every_read(monkeypatch
     thread_time = photos.time.thread_time
     monkeypatch.setattr(photos.time, "thread_time", lambda: calls.append(1) or thread_time())
     monkeypatch.setattr(photos, "CPU_CHECK_INTERVAL", 60)  # no decode here takes a minute
-    assert photos.prepare(make_jpeg(400, 300), MAX_BYTES, limits=photos.Limits()).data
+    assert _prepare(make_jpeg(400, 300), MAX_BYTES, limits=photos.Limits()).data
     assert len(calls) <= 2
 
 
@@ -262,7 +267,7 @@ def test_a_photo_past_its_deadline_in_wall_time_is_a_503():
     assert limits.slots.acquire(timeout=1)
     threading.Timer(0.4, limits.slots.release).start()  # the slot frees up after the deadline
     with pytest.raises(ServiceUnavailable):
-        photos.prepare(make_jpeg(400, 300), MAX_BYTES, limits=limits)
+        _prepare(make_jpeg(400, 300), MAX_BYTES, limits=limits)
     assert limits.slots.acquire(timeout=0)
     limits.slots.release()
 
