@@ -107,11 +107,10 @@ def _read_photo() -> bytes:
 
 @contextlib.contextmanager
 def _db_time_limit():
-    """Every database call of a request together gets MONGO_TIMEOUT_MS: a frozen database must
-    turn into a quick 503, not a worker waiting for a 60 s socket timeout, nor one that waits
-    a full limit per call (an insert that timed out, then the lookup of its outcome: twice the
-    limit, past nginx's 6 s for a keyed registration, which then took every replica out of
-    rotation at once during a database freeze). Each call gets what the earlier ones left."""
+    """Every database call of a request together gets MONGO_TIMEOUT_MS, each what the earlier
+    ones left: a frozen database must turn into a quick 503, not a wait for a 60 s socket
+    timeout, nor a limit per call (an insert that timed out, then the lookup of its outcome,
+    would outlast nginx's 6 s for a keyed registration and take the replica out of rotation)."""
     left = current_app.config["MONGO_TIMEOUT_MS"] / 1000 - g.get("db_seconds", 0.0)
     if left <= 0:
         raise NetworkTimeout("this request's database time is spent")
