@@ -24,11 +24,10 @@ server that refuses tracking (an ACL without CLIENT) is read on every request, a
 (redis-py's own client-side cache refuses servers older than 7.4, Debian 12 ships 7.0, and its
 hits still go through the connection pool and a deep copy.)
 
-The chart is never asked of the database by more than one request of a process at a time: those
-that arrive while a query runs wait for it and share its answer (its outcome, a failure too), so
-a cold cache or a Redis outage does not start a whole-collection scan per chart read; with Redis
-down, an answer is also reused for `_BYPASS_REUSE_SECONDS`. A report's refresh always queries
-anew.
+Chart reads never each ask the database: in a process, the reads that arrive while a totals
+query runs wait for it and share its outcome (a failure too), so a cold cache or a Redis outage
+does not start a whole-collection scan per read; with Redis down, an answer is also reused for
+`_BYPASS_REUSE_SECONDS` (see SharedQuery). A report's refresh always queries anew.
 
 Two refills can race (two reports, or a report and a cold miss): each stores the time its
 database query started beside the totals, and a compare-and-set script writes only when that
