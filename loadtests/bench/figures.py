@@ -193,11 +193,7 @@ def latency(s: Settings, db, base: baselines.BaselineService, rate: float, photo
         name = new_name("open")
         args.bench_names.append(name)
         result = open_loop(
-            f"{url}/api/registrations",
-            rate,
-            args.latency_duration,
-            args.warmup,
-            lambda index, name=name: registration_form(name, photo),
+            f"{url}/api/registrations", rate, args.latency_duration, args.warmup, *registration_form(name, photo)
         )
         if side == "cluster":
             result["stored"] = len(data.stored(db, result["ids"]))

@@ -91,22 +91,21 @@ def saturated(result: dict) -> bool:
     return result["generator_cpu"] > 0.8 * result["threads"]
 
 
-def open_loop(url: str, rate: float, seconds: float, warmup: float, make_body, connections: int = 32) -> dict:
-    """POST at a constant rate whatever the answers (open loop): each request's latency counts
-    from its intended send time, so time spent waiting for a free connection (queueing in a
-    slow server) is counted, as a real client would see it. make_body(index) -> (body, content type)."""
+def open_loop(
+    url: str, rate: float, seconds: float, warmup: float, body: bytes, content_type: str, connections: int = 32
+) -> dict:
+    """POST `body` at a constant rate whatever the answers (open loop): each request's latency
+    counts from its intended send time, so time spent waiting for a free connection (queueing
+    in a slow server) is counted, as a real client would see it."""
     pool = urllib3.PoolManager(
         maxsize=connections, block=True, retries=False, timeout=urllib3.Timeout(connect=5, read=60)
     )
     work: queue.Queue = queue.Queue()
     samples: list[tuple[float, float, int, bytes]] = []
     total = int(rate * (seconds + warmup))
-    bodies = [make_body(index) for index in range(total)]  # made before the clock starts
 
     def sender():
-        while (item := work.get()) is not None:
-            index, intended = item
-            body, content_type = bodies[index]
+        while (intended := work.get()) is not None:
             try:
                 response = pool.request("POST", url, body=body, headers={"Content-Type": content_type})
                 status, data = response.status, response.data
@@ -123,7 +122,7 @@ def open_loop(url: str, rate: float, seconds: float, warmup: float, make_body, c
         intended = start + index / rate
         if (delay := intended - time.monotonic()) > 0:
             time.sleep(delay)
-        work.put((index, intended))
+        work.put(intended)
     for _ in workers:
         work.put(None)
     for worker in workers:
