@@ -130,7 +130,7 @@ def _text(sheet, value: str):
     return cell
 
 
-def _link_to(sheet, title: str):
+def link_to(sheet, title: str):
     cell = WriteOnlyCell(sheet, value=title)
     cell.data_type = "s"  # a title can be "=…" too: always text
     quoted = title.replace("'", "''")
@@ -410,7 +410,7 @@ class ReportStream:
         start(summary)
         summary.append(SUMMARY_HEADER)
         for name, count, title in written:
-            summary.append([_text(summary, name), count, _link_to(summary, title)])
+            summary.append([_text(summary, name), count, link_to(summary, title)])
         summary.append(["All cities", sum(count for _, count, _ in written)])
         finish()
         writer.write_tail()

@@ -19,11 +19,9 @@ import time
 
 from bson.codec_options import CodecOptions
 from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.worksheet.hyperlink import Hyperlink
 
 from common import records
-from instance.report import HEADER, SUMMARY_HEADER, SheetTitles  # the report's own headers and sheet titles
+from instance.report import HEADER, SUMMARY_HEADER, SheetTitles, link_to  # the report's own pieces
 
 
 def read_rows(db, link_prefix: str) -> list[tuple[str, list[tuple]]]:
@@ -60,9 +58,7 @@ def write(cities: list[tuple[str, list[tuple]]]) -> tuple[float, int]:
             written.append((name, len(rows), title))
         summary.append(SUMMARY_HEADER)
         for name, count, title in written:
-            link = WriteOnlyCell(summary, value=title)  # the Summary's link to the city's sheet
-            link.hyperlink = Hyperlink(ref="", location=f"'{title.replace(chr(39), chr(39) * 2)}'!A1", display=title)
-            summary.append([name, count, link])
+            summary.append([name, count, link_to(summary, title)])  # the Summary's link to the city's sheet
         summary.append(["All cities", sum(len(rows) for _, rows in cities)])
         workbook.save(path)
         return time.perf_counter() - started, os.path.getsize(path)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from common import records
 from common.stats import percentile
+from loadtests.bench import data
 from mailsink.watch import MailWatch, alert_mail
 from stack import supervisor
 from stack.parts import all_parts
@@ -177,13 +178,6 @@ def registration_outcomes(db, lines: list[dict], since: datetime) -> dict:
     }
 
 
-def _stored(db, ids: list[str]) -> int:
-    stored = 0
-    for start in range(0, len(ids), 1000):
-        stored += db[records.REGISTRATIONS].count_documents({"_id": {"$in": ids[start : start + 1000]}})
-    return stored
-
-
 def run(args: argparse.Namespace) -> int:
     s = load()
     parts = {part.name: part for part in all_parts(s)}
@@ -265,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         sorted(set((out / "acknowledged.txt").read_text().split())) if (out / "acknowledged.txt").exists() else []
     )
     lines = _json_lines(out / "registrations.jsonl")
-    stored = _stored(db, acknowledged)
+    stored = len(data.stored(db, acknowledged))
     result = {
         "victim": args.victim,
         "fault": f"freeze {args.freeze:g}s" if args.freeze else "kill" if args.kill else "stop",
@@ -293,13 +287,11 @@ def run(args: argparse.Namespace) -> int:
     problems = []
     if result["lost"]:
         problems.append(f"{result['lost']} acknowledged registrations are not stored")
-    for what in ("failed", "duplicates", "ghosts"):
+    if result["failed"]:
+        problems.append(f"{result['failed']} registrations failed")
+    for what in ("duplicates", "ghosts"):
         if result[what]:
-            problems.append(
-                f"{result[what]} registrations {what.rstrip('s')}"
-                if what == "failed"
-                else f"{result[what]} {what} stored"
-            )
+            problems.append(f"{result[what]} {what} stored")
     if failed:
         kinds = sorted({f"{row['name']} -> {row['status']} {row['code'] or ''}".strip() for row in failed})
         problems.append(f"{len(failed)} requests failed: {'; '.join(kinds[:5])}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import string
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,18 +23,9 @@ from stack.settings import Settings
 SIDES = ("cluster", "baseline")
 
 
-def _letters(n: int) -> str:
-    """A number in letters: names must be letters, and a run's names must be its own."""
-    out = ""
-    while True:
-        out = chr(97 + n % 26) + out
-        n //= 26
-        if not n:
-            return out
-
-
 def new_name(kind: str) -> str:
-    return f"Bench {kind} {_letters(secrets.randbelow(26**6))}"
+    """Names must be letters, and a run's names must be its own."""
+    return f"Bench {kind} {''.join(secrets.choice(string.ascii_lowercase) for _ in range(6))}"
 
 
 def registration_form(name: str, photo: bytes, city: str = "Quito") -> tuple[bytes, str]:

@@ -66,7 +66,6 @@ class Wrk:
         result = self.run(url, "get.lua", seconds)
         ok = result["requests"] - result["errors"]["status"]
         result.update(
-            ok=ok,
             rps=ok / result["duration_s"],
             failed=result["errors"]["status"] + sum(result["errors"][k] for k in NETWORK_ERRORS),
         )

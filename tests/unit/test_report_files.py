@@ -170,7 +170,7 @@ def test_the_sheets_are_exactly_those_openpyxl_saves_itself(monkeypatch):
         sheet.append(["Total", per_city])
     summary.append(report.SUMMARY_HEADER)
     for n, city in enumerate(CITY_NAMES):
-        summary.append([_as_text(summary, city), per_city, report._link_to(summary, TITLES[n])])
+        summary.append([_as_text(summary, city), per_city, report.link_to(summary, TITLES[n])])
     summary.append(["All cities", 3 * per_city])
     saved = io.BytesIO()
     expected.save(saved)
