@@ -9,7 +9,7 @@ import os
 import time
 from contextlib import contextmanager
 
-from flask import Flask, request
+from flask import Flask, g, request
 from prometheus_client import Counter, Histogram
 
 REGISTRATIONS = Counter("registrations_total", "Registrations stored")
@@ -128,32 +128,29 @@ def init_app(app: Flask, service: str) -> None:
 
 
 def _count_requests(app: Flask, service: str) -> None:
+    """Every request once, timed from the start the access log's hook set (g.started)."""
     children: dict[tuple, tuple] = {}  # (method, endpoint, status) -> the label sets' own metric objects
-    start_key, done_key = "metrics.started", "metrics.counted"
+    done_key = "metrics.counted"
 
-    def record(method: str, status: int, seconds: float) -> None:
-        key = (method, request.endpoint, status)
+    def record_once(status: int) -> None:
+        started = g.get("started")
+        # /metrics itself is not counted (the exporter marks it), and nothing is counted twice
+        if started is None or done_key in request.environ or hasattr(request, "prom_do_not_track"):
+            return
+        request.environ[done_key] = True
+        key = (request.method, request.endpoint, status)
         pair = children.get(key)
         if pair is None:  # labels() validates and locks on every call; do it once per label set
             pair = children[key] = (
-                HTTP_SECONDS.labels(method, str(request.endpoint), str(status), service),
-                HTTP_REQUESTS.labels(method, str(status), service),
+                HTTP_SECONDS.labels(request.method, str(request.endpoint), str(status), service),
+                HTTP_REQUESTS.labels(request.method, str(status), service),
             )
-        pair[0].observe(seconds)
+        pair[0].observe(max(time.perf_counter() - started, 0))
         pair[1].inc()
-
-    @app.before_request
-    def _start():
-        request.environ[start_key] = time.perf_counter()
 
     @app.after_request
     def _finish(response):
-        environ = request.environ
-        started = environ.get(start_key)
-        # /metrics itself is not counted (the exporter marks it), and nothing is counted twice
-        if started is not None and done_key not in environ and not hasattr(request, "prom_do_not_track"):
-            environ[done_key] = True
-            record(request.method, response.status_code, max(time.perf_counter() - started, 0))
+        record_once(response.status_code)
         return response
 
     @app.teardown_request
@@ -161,7 +158,4 @@ def _count_requests(app: Flask, service: str) -> None:
         if exception is None or hasattr(request, "prom_do_not_track"):
             return
         HTTP_EXCEPTIONS.labels(request.method, "500", service).inc()
-        started = request.environ.get(start_key)
-        if started is not None and done_key not in request.environ:
-            request.environ[done_key] = True
-            record(request.method, 500, max(time.perf_counter() - started, 0))
+        record_once(500)
