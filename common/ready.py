@@ -1,13 +1,20 @@
-"""GET /ready for both services: every dependency probed, the answer naming the ones that failed."""
+"""GET /ready for both services: the database and every other dependency probed, the answer
+naming the ones that failed."""
 
 from collections.abc import Callable
 
 import pymongo
-from flask import Response, jsonify
+from flask import Response, current_app, jsonify
 
 # A frozen database must make /ready answer "not ready" soon, not after the 60 s socket
-# timeout: pymongo honours this deadline; the photo store (2 s) and Redis (0.5 s) have their own.
+# timeout; the photo store (2 s) and Redis (0.5 s) probes have their own.
 PROBE_SECONDS = 2.0
+
+
+def _database() -> None:
+    """Both services keep their MongoDB client in app.extensions["mongo"]."""
+    with pymongo.timeout(PROBE_SECONDS):
+        current_app.extensions["mongo"].admin.command("ping")
 
 
 def _reason(error: Exception) -> str:
@@ -19,10 +26,9 @@ def _reason(error: Exception) -> str:
 
 def readiness(instance: str, probes: dict[str, Callable[[], object]]) -> Response:
     checks = {}
-    for name, probe in probes.items():
+    for name, probe in {"database": _database, **probes}.items():
         try:
-            with pymongo.timeout(PROBE_SECONDS):
-                probe()
+            probe()
             checks[name] = "ok"
         except Exception as error:
             checks[name] = f"unreachable: {_reason(error)}"

@@ -45,7 +45,7 @@ def init_request_logging(app: Flask) -> None:
         return response
 
 
-def _probes_blueprint(probes: Callable[[], dict[str, Callable[[], object]]]) -> Blueprint:
+def _probes_blueprint(probes: dict[str, Callable[[], object]]) -> Blueprint:
     bp = Blueprint("health", __name__)
 
     @bp.get("/health")
@@ -54,7 +54,7 @@ def _probes_blueprint(probes: Callable[[], dict[str, Callable[[], object]]]) -> 
 
     @bp.get("/ready")
     def ready():
-        return readiness(current_app.config["INSTANCE_NAME"], probes())
+        return readiness(current_app.config["INSTANCE_NAME"], probes)
 
     return bp
 
@@ -64,11 +64,11 @@ def create_app(
     service: str,
     settings: dict,
     test_config: dict | None,
-    probes: Callable[[], dict[str, Callable[[], object]]],
+    probes: dict[str, Callable[[], object]],
 ) -> Flask:
     """A Flask app with the shared skeleton. `settings` comes from the service's config.py (its
-    INSTANCE_NAME, LOG_LEVEL and LOKI_URL are used here); `probes()` names the dependencies
-    /ready checks, each a function that raises when that dependency does not answer."""
+    INSTANCE_NAME, LOG_LEVEL and LOKI_URL are used here); `probes` names the dependencies /ready
+    checks besides the database, each a function that raises when that dependency does not answer."""
     app = Flask(import_name)
     app.config.update(settings)
     if test_config:

@@ -1,21 +1,20 @@
 """The registration service: one replica of three behind nginx (`instance:create_app()`)."""
 
-from flask import Flask, current_app
+from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from common import service
 from instance import auth, config, db, photo_store, photos, registrations, reports, web
 
 
-def _probes() -> dict:
-    return {
-        "database": lambda: current_app.extensions["mongo"].admin.command("ping"),
-        "photo_store": lambda: photo_store.get_photo_store().ping(),
-    }
-
-
 def create_app(test_config: dict | None = None) -> Flask:
-    app = service.create_app(__name__, "instance", config.from_env(), test_config, _probes)
+    app = service.create_app(
+        __name__,
+        "instance",
+        config.from_env(),
+        test_config,
+        {"photo_store": lambda: photo_store.get_photo_store().ping()},
+    )
     if not app.config["ADMIN_PASSWORD"]:
         raise RuntimeError("ADMIN_PASSWORD is not set; ./init.sh generates one into .env")
     # nginx is the one proxy in front: trust its X-Forwarded-* for links built from the request
