@@ -125,14 +125,19 @@ def _db_time_limit():
 def _earlier_attempt(registration_id: str, fingerprint: str) -> dict | None:
     """The record an earlier attempt with this key stored, if any; 422 if it was asked for another."""
     try:
-        with _db_time_limit(), track_dependency("mongodb", "find_one"):
-            doc = get_db()[records.REGISTRATIONS].find_one({"_id": registration_id})
+        doc = _lookup(get_db(), registration_id)
     except PyMongoError:
         # nothing of this attempt is stored yet; an earlier attempt may be, hence the key
         raise ApiError(503, "database_unavailable", OUTCOME_UNKNOWN) from None
-    if doc is not None and doc.get("request_hash") != fingerprint:
-        raise ApiError(422, "idempotency_key_reused", KEY_REUSED)
+    if doc is not None:
+        _check_same_request(doc, fingerprint)
     return doc
+
+
+def _check_same_request(doc: dict, fingerprint: str) -> None:
+    """A stored record replays only for the very request its key was first used with."""
+    if doc.get("request_hash") != fingerprint:
+        raise ApiError(422, "idempotency_key_reused", KEY_REUSED)
 
 
 @bp.post("/api/registrations")
@@ -181,8 +186,7 @@ def create():
     stored = _insert(doc, store)
     if stored["photo_key"] != key:  # another attempt with this key won: ours is not needed
         _discard_photo(store, key)
-        if stored.get("request_hash") != fingerprint:
-            raise ApiError(422, "idempotency_key_reused", KEY_REUSED)
+        _check_same_request(stored, fingerprint)
         log.info("registration replayed", extra={"registration_id": stored["_id"]})
         return _answer(stored, replayed=True)
     REGISTRATIONS.inc()
@@ -230,8 +234,8 @@ def _insert(doc: dict, store) -> dict:
 
 
 def _lookup(db, registration_id: str) -> dict | None:
-    # what the insert left of the request's time limit: none after a timeout (then the outcome
-    # is unknown, and said so), most of it after a connection lost at once
+    # within what is left of the request's database time: after an insert that timed out,
+    # nothing (its outcome is then reported unknown); after a connection lost at once, most
     with _db_time_limit(), track_dependency("mongodb", "find_one"):
         return db[records.REGISTRATIONS].find_one({"_id": registration_id})
 
@@ -279,8 +283,7 @@ def _find(registration_id: str) -> dict:
     if len(registration_id) != 32 or not all(c in "0123456789abcdef" for c in registration_id):
         raise ApiError(404, "not_found", "No registration has that id.")
     try:
-        with _db_time_limit(), track_dependency("mongodb", "find_one"):
-            doc = get_db()[records.REGISTRATIONS].find_one({"_id": registration_id})
+        doc = _lookup(get_db(), registration_id)
     except PyMongoError:
         raise ApiError(503, "database_unavailable", "The registration database is unavailable right now.") from None
     if doc is None:
