@@ -7,7 +7,6 @@ photo, stored once in the photo store, so their report links work.
 
 import io
 import random
-import secrets
 from datetime import UTC, datetime, timedelta
 
 from PIL import Image
@@ -70,14 +69,12 @@ def run(s: Settings, count: int) -> None:
         for _ in range(min(BATCH, count - done)):
             city = random.choices(CITIES, weights)[0]
             batch.append(
-                {
-                    "_id": secrets.token_hex(16),
-                    "name": f"{random.choice(FIRST)} {random.choice(LAST)} {random.choice(LAST)}",
-                    "city": city,
-                    "city_key": city_key(city),
-                    "photo_key": photo_key,
-                    "created_at": now - timedelta(seconds=random.randint(0, 30 * 86400)),
-                }
+                records.new_registration(
+                    f"{random.choice(FIRST)} {random.choice(LAST)} {random.choice(LAST)}",
+                    city,
+                    photo_key,
+                    created_at=now - timedelta(seconds=random.randint(0, 30 * 86400)),
+                )
             )
         db[records.REGISTRATIONS].insert_many(batch, ordered=False)
         done += len(batch)
