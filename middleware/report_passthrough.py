@@ -57,21 +57,25 @@ def _open_upstream() -> requests.Response:
             )
     except requests.ConnectionError as error:
         log.error("the replicas' balancer could not be reached for a report: %s", error)
-        raise ApiError(
-            503, "replicas_unavailable", "No replica could build the report right now; please try again."
-        ) from None
+        raise _unavailable() from None
     except requests.RequestException as error:
         log.error("the report was not answered in time: %s", error)
-        raise ApiError(504, "report_timeout", "The report took too long to build; please try again later.") from None
+        raise _timed_out() from None
     # Every replica answer carries X-Served-By; an error without it is nginx's own: no replica
     # could be reached, or every one it tried failed.
     if upstream.status_code >= 500 and "X-Served-By" not in upstream.headers:
         upstream.close()
         log.error("no replica could build the report: the balancer answered %s", upstream.status_code)
-        if upstream.status_code == 504:
-            raise ApiError(504, "report_timeout", "The report took too long to build; please try again later.")
-        raise ApiError(503, "replicas_unavailable", "No replica could build the report right now; please try again.")
+        raise _timed_out() if upstream.status_code == 504 else _unavailable()
     return upstream
+
+
+def _unavailable() -> ApiError:
+    return ApiError(503, "replicas_unavailable", "No replica could build the report right now; please try again.")
+
+
+def _timed_out() -> ApiError:
+    return ApiError(504, "report_timeout", "The report took too long to build; please try again later.")
 
 
 def _refresh_chart() -> None:
