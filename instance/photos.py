@@ -67,7 +67,7 @@ READ_BLOCK = 16 * 2**10
 
 def set_pixel_cap(max_pixels: int) -> None:
     """Pillow's own guard, process-wide and set once: Image.open refuses more than twice this
-    before decoding. prepare() refuses more than this itself, so Pillow's warning between the
+    before decoding. check() refuses more than this itself, so Pillow's warning between the
     two says nothing new (and toggling warning filters per request is not thread-safe)."""
     Image.MAX_IMAGE_PIXELS = max_pixels
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -288,7 +288,7 @@ CPU_CHECK_INTERVAL = 0.01
 
 
 class _Budget:
-    """From the start of prepare(): its CPU time (this thread's only; decoders release the GIL,
+    """From the start of decode(): its CPU time (this thread's only; decoders release the GIL,
     so other requests' work is not counted) and its wall time, waiting for a slot included."""
 
     def __init__(self, limits: Limits):
