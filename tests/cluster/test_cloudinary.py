@@ -20,7 +20,6 @@ import io
 import json
 import logging
 import re
-import socket
 import threading
 import time
 import uuid
@@ -31,6 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 import prometheus_client
 import pytest
 from PIL import Image
+from ports import free_port
 from werkzeug.formparser import parse_form_data
 
 from common import records
@@ -184,12 +184,6 @@ class FakeCloudinary:
 
     def _error(self, request, status: int, message: str) -> None:
         self._json(request, status, {"error": {"message": message}})
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -8,23 +8,17 @@ The first run on a machine bootstraps the stand-in base image (~1 min) and build
 """
 
 import os
-import socket
 import time
 
 import pytest
 import requests
 from podman_tools import SERVICES, build, ensure_base, image, podman, run, standin, unavailable
+from ports import free_port
 
 from common import records
 from forms import jpeg
 
 UID = "10001"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +51,7 @@ def containers(images, stack):
     """An instance and a middleware container; names carry the pid so parallel runs never meet."""
     s = stack.settings
     tag = f"{os.getpid()}"
-    instance_port, middleware_port = _free_port(), _free_port()
+    instance_port, middleware_port = free_port(), free_port()
     common = {
         "MONGO_URL": s.mongo_url,
         "MONGO_DB": s.get("MONGO_DB", records.DATABASE),

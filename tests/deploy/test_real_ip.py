@@ -4,13 +4,13 @@ shows), and what a client writes into X-Forwarded-For itself is never taken for 
 own client plays the controller (trusted like a pod address would be)."""
 
 import shutil
-import socket
 import subprocess
 import time
 
 import pytest
 import requests
 from deploytools import repo_file
+from ports import free_port
 
 REAL_IP = repo_file("k8s/overlays/production/nginx-real-ip.conf")
 
@@ -21,9 +21,7 @@ def nginx(tmp_path_factory):
     if not shutil.which(binary):
         pytest.fail("nginx is not installed (./init.sh installs it)")
     root = tmp_path_factory.mktemp("real-ip")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     (root / "nginx.conf").write_text(f"""
 pid {root}/nginx.pid;
 error_log stderr;

@@ -23,6 +23,7 @@ import pytest
 import requests
 import yaml
 from dashboards import dashboard_queries, load_dashboards, panels
+from ports import free_port
 
 from mailsink.watch import MailWatch
 from stack.prometheus_targets import native_targets, write_targets
@@ -440,12 +441,6 @@ def test_alertmanager_emails_firing_and_resolved_and_groups_by_alert_and_machine
 
 
 # ---------------------------------------------------------------- mail sink and a real alert email
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager

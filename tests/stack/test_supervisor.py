@@ -4,12 +4,12 @@ Real processes, no stack: each test starts what it needs in a temporary state fo
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
+from ports import free_port
 
 from stack import supervisor
 from stack.part import Part
@@ -22,15 +22,9 @@ def settings(tmp_path) -> Settings:
     return Settings(var=tmp_path, ports={}, secrets={})
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def web_part() -> Part:
-    port = _free_port()
+    port = free_port()
     return Part(
         "web",
         [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],

@@ -13,6 +13,7 @@ import time
 import pytest
 import redis
 from flask import Flask
+from ports import free_port
 
 from middleware import chart_cache
 
@@ -38,9 +39,7 @@ class PrivateRedis:
     """redis-server on a free port, no persistence; stop() and start() keep the port."""
 
     def __init__(self, tmp_path):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.dir = tmp_path
         self.process = None
         self.url = f"redis://127.0.0.1:{self.port}/0"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from ports import free_port
 
 from middleware import chart_cache, report_passthrough
 from stack import supervisor
@@ -129,9 +130,7 @@ def test_a_report_not_answered_in_time_is_504(make_middleware_app, refreshes):
 
 
 def test_an_unreachable_balancer_is_503(make_middleware_app, refreshes):
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]  # nothing listens: connection refused
+    port = free_port()  # nothing listens: connection refused
     response = _report(make_middleware_app(f"http://127.0.0.1:{port}"))
     assert response.status_code == 503 and response.get_json()["error"]["code"] == "replicas_unavailable"
 
@@ -161,12 +160,6 @@ def test_nginx_builds_a_dropped_report_again_but_never_a_slow_one():
     assert retried_on.split() == ["error"]  # refused or dropped; "timeout" would repeat a slow build
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def dying():
     """A replica that reads the request, then drops the connection (killed mid-report)."""
@@ -194,14 +187,14 @@ def nginx(tmp_path):
     started = []
 
     def start(instance_ports: list[int]) -> int:
-        ports = {"PHOTO_STORE_PORT": _free_port(), "NGINX_STATUS_PORT": _free_port()}
+        ports = {"PHOTO_STORE_PORT": free_port(), "NGINX_STATUS_PORT": free_port()}
         s = Settings(
             var=tmp_path,
             ports=ports,
             secrets={"PHOTO_LINK_SECRET": "s", "PHOTO_STORE_TOKEN": "t"},
             env={"MAX_PHOTO_BYTES": "1048576"},
         )
-        part = public_nginx(s, "nginx", instance_ports, _free_port(), _free_port(), ports["NGINX_STATUS_PORT"])
+        part = public_nginx(s, "nginx", instance_ports, free_port(), free_port(), ports["NGINX_STATUS_PORT"])
         supervisor.start(s, part, wait=20)
         started.append((s, part))
         return ports["NGINX_STATUS_PORT"]

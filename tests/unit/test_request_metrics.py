@@ -19,7 +19,7 @@ def _value(registry_samples, name, **labels) -> float:
 
 
 def test_requests_are_counted_with_the_exporters_names_and_labels(make_middleware_app):
-    app = make_middleware_app([])
+    app = make_middleware_app("http://127.0.0.1:9")
 
     @app.get("/boom")
     def boom():
@@ -63,7 +63,7 @@ def test_requests_are_counted_with_the_exporters_names_and_labels(make_middlewar
 
 
 def test_the_exporter_does_not_count_requests_a_second_time(make_middleware_app):
-    app = make_middleware_app([])
+    app = make_middleware_app("http://127.0.0.1:9")
     hooks = [f for funcs in app.after_request_funcs.values() for f in funcs]
     assert not any(getattr(f, "__module__", "").startswith("prometheus_flask_exporter") for f in hooks)
     assert any(getattr(f, "__module__", "") == metrics.__name__ for f in hooks)
