@@ -1,7 +1,6 @@
 """The admin XLSX report: authentication, contents, totals, city rules, formula safety."""
 
 import io
-import json
 import unicodedata
 import uuid
 
@@ -128,10 +127,9 @@ def test_reports_go_through_nginx_and_skip_stopped_replicas(http, stack, stopped
         response = http.get(f"{stack.url}/api/reports/cities.xlsx", auth=stack.admin, timeout=120)
         assert response.status_code == 200
         assert response.headers["X-Served-By"] == "instance-3"
-    lines = [json.loads(line) for line in (stack.settings.log_dir / "nginx.log").read_text().splitlines()]
     internal = [
         line
-        for line in lines
+        for line in stack.nginx_log()
         if line["path"] == "/api/reports/cities.xlsx"
         and line["upstream"].endswith(f":{stack.settings.instance_port(3)}")
     ]

@@ -92,18 +92,11 @@ def kubectl() -> str:
 
 
 def shadow_repo(root: Path, secrets: dict[str, str]) -> Path:
-    """A stand-in for the repository in which the overlays can be rendered without touching it.
-
-    k8s/ is copied (so the overlays can get a secrets.env with dummy values beside them); every
-    other top-level entry is a symlink to the real one, so the ConfigMaps are generated from the
-    committed config files themselves.
-    """
+    """A copy of k8s/ in which the overlays can be rendered without touching the repository:
+    each overlay gets a secrets.env with dummy values beside it. Nothing outside k8s/ is needed
+    (no kustomization reads above itself, tested; the config files are copied under files/)."""
     repo = root / "repo"
     repo.mkdir()
-    for entry in REPO.iterdir():
-        if entry.name in {"k8s", ".git"}:
-            continue
-        (repo / entry.name).symlink_to(entry)
     shutil.copytree(REPO / "k8s", repo / "k8s", ignore=shutil.ignore_patterns("secrets.env"))
     for overlay in OVERLAYS:
         example = repo / "k8s" / "overlays" / overlay / "secrets.env.example"
