@@ -12,8 +12,11 @@ def _decodes_per_process() -> int:
     return max(1, len(os.sched_getaffinity(0)) // max(1, workers))
 
 
+MAX_PHOTO_BYTES = 5 * 2**20  # the default; the native stack derives nginx's body limit from it too
+
+
 def from_env() -> dict:
-    max_photo = int(os.environ.get("MAX_PHOTO_BYTES", 5 * 2**20))
+    max_photo = int(os.environ.get("MAX_PHOTO_BYTES", MAX_PHOTO_BYTES))
     return {
         "INSTANCE_NAME": os.environ.get("INSTANCE_NAME", "instance-1"),
         "MONGO_URL": os.environ.get("MONGO_URL", "mongodb://127.0.0.1:27027"),

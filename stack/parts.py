@@ -182,6 +182,7 @@ def cluster(s: Settings) -> list[Part]:
     common = {
         **operator_set(s, "MONGO_DB"),
         "ADMIN_PASSWORD": s.secrets["ADMIN_PASSWORD"],
+        "REDIS_URL": f"redis://127.0.0.1:{p['REDIS_PORT']}/0",
     }
     for n in range(1, INSTANCES + 1):
         parts.append(
@@ -198,7 +199,6 @@ def cluster(s: Settings) -> list[Part]:
                     "PHOTO_LINK_SECRET": s.secrets["PHOTO_LINK_SECRET"],
                     "CLOUDINARY_URL": s.get("CLOUDINARY_URL"),
                     "MAX_PHOTO_BYTES": str(s.max_photo_bytes),
-                    "REDIS_URL": f"redis://127.0.0.1:{p['REDIS_PORT']}/0",
                     **operator_set(
                         s,
                         "PHOTO_LINK_TTL_SECONDS",
@@ -225,7 +225,6 @@ def cluster(s: Settings) -> list[Part]:
             {
                 **common,
                 "INSTANCE_NAME": "middleware",
-                "REDIS_URL": f"redis://127.0.0.1:{p['REDIS_PORT']}/0",
                 "INSTANCES_URL": f"http://127.0.0.1:{p['NGINX_STATUS_PORT']}",
                 **operator_set(s, "CHART_CACHE_TTL_SECONDS"),
             },

@@ -107,10 +107,10 @@ class Settings:
     @property
     def max_photo_bytes(self) -> int:
         """nginx's body limit and 413 message are derived from it. Not set by the operator, the
-        instance's own default applies (read while the variable is unset here too)."""
+        instance's own default applies."""
         from instance import config  # the instance package is heavy; the ports need none of it
 
-        return int(self.get("MAX_PHOTO_BYTES") or config.from_env()["MAX_PHOTO_BYTES"])
+        return int(self.get("MAX_PHOTO_BYTES") or config.MAX_PHOTO_BYTES)
 
 
 def load() -> Settings:
