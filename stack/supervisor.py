@@ -129,7 +129,7 @@ def stop(s: Settings, part: Part, grace: float = 25.0) -> bool:
     while time.monotonic() < deadline and _alive(pid, started):
         time.sleep(0.1)
     if _alive(pid, started):
-        _kill_group(s, part, pid, started)
+        _kill_group(pid, started)
     pid_file(s, part).unlink(missing_ok=True)
     return True
 
@@ -139,23 +139,27 @@ def kill(s: Settings, part: Part) -> bool:
     pid = running_pid(s, part)
     if not pid:
         return False
-    _kill_group(s, part, pid, _start_time(pid))
+    _kill_group(pid, _start_time(pid))
+    pid_file(s, part).unlink(missing_ok=True)
     return True
 
 
-def _kill_group(s: Settings, part: Part, pid: int, started: int | None) -> None:
+def _kill_group(pid: int, started: int | None) -> None:
     _signal_group(pid, signal.SIGKILL)
     while _alive(pid, started):
         time.sleep(0.05)
-    pid_file(s, part).unlink(missing_ok=True)
+
+
+def _signal_running(s: Settings, part: Part, sig: int) -> None:
+    pid = running_pid(s, part)
+    if not pid:
+        raise RuntimeError(f"{part.name} is not running")
+    _signal_group(pid, sig)
 
 
 def freeze(s: Settings, part: Part, frozen: bool) -> None:
     """Simulate a machine that hangs rather than dies (SIGSTOP), and thaw it (SIGCONT)."""
-    pid = running_pid(s, part)
-    if not pid:
-        raise RuntimeError(f"{part.name} is not running")
-    _signal_group(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+    _signal_running(s, part, signal.SIGSTOP if frozen else signal.SIGCONT)
 
 
 # Parts whose whole process group takes SIGHUP as "read your files again"; to a gunicorn
@@ -168,10 +172,7 @@ def reload(s: Settings, part: Part) -> None:
     Their HTTP lifecycle endpoints stay off, so reloading takes this machine's user, not a request."""
     if part.name not in RELOADABLE:
         raise ValueError(f"{part.name} cannot be reloaded; only {', '.join(RELOADABLE)} (restart it instead)")
-    pid = running_pid(s, part)
-    if not pid:
-        raise RuntimeError(f"{part.name} is not running")
-    _signal_group(pid, signal.SIGHUP)
+    _signal_running(s, part, signal.SIGHUP)
 
 
 def _signal_group(pid: int, sig: int) -> None:
