@@ -13,7 +13,7 @@ from PIL import Image
 
 from common import records
 from common.cities import city_key
-from instance.photo_store import WebDavStore, new_key
+from instance.photo_store import new_key
 from stack.settings import Settings
 
 CITIES = [
@@ -43,14 +43,8 @@ def _placeholder_photo(s: Settings) -> str:
     image = Image.new("RGB", (400, 300), (210, 220, 235))
     out = io.BytesIO()
     image.save(out, "JPEG", quality=80)
-    store = WebDavStore(
-        f"http://127.0.0.1:{s.ports['PHOTO_STORE_PORT']}",
-        s.secrets["PHOTO_STORE_TOKEN"],
-        s.secrets["PHOTO_LINK_SECRET"],
-        link_ttl=0,
-    )  # seeding makes no links
     key = new_key("jpg")
-    store.put(key, out.getvalue(), "image/jpeg")
+    s.photo_store().put(key, out.getvalue(), "image/jpeg")
     return key
 
 

@@ -104,6 +104,18 @@ class Settings:
         closes it with `.client.close()` when done."""
         return records.connect(self.mongo_url)[self.get("MONGO_DB", records.DATABASE)]
 
+    def photo_store(self):
+        """The native photo store as the replicas write to it (for tools that store or remove
+        photos themselves; they make no links)."""
+        from instance.photo_store import WebDavStore  # heavy, as below
+
+        return WebDavStore(
+            f"http://127.0.0.1:{self.ports['PHOTO_STORE_PORT']}",
+            self.secrets["PHOTO_STORE_TOKEN"],
+            self.secrets["PHOTO_LINK_SECRET"],
+            link_ttl=0,
+        )
+
     @property
     def max_photo_bytes(self) -> int:
         """nginx's body limit and 413 message are derived from it. Not set by the operator, the

@@ -4,7 +4,6 @@ checked and removed again."""
 from __future__ import annotations
 
 from common import records
-from instance.photo_store import WebDavStore
 from stack import seed
 from stack.settings import Settings
 
@@ -33,12 +32,7 @@ def remove(s: Settings, db, names: list[str]) -> int:
     """Delete the registrations bearing the bench's own names (records, then photos): those
     acknowledged and those whose answer wrk cut at the end of a run alike, so repeated runs leave
     the database at its seeded size and the report measures the same rows."""
-    store = WebDavStore(
-        f"http://127.0.0.1:{s.ports['PHOTO_STORE_PORT']}",
-        s.secrets["PHOTO_STORE_TOKEN"],
-        s.secrets["PHOTO_LINK_SECRET"],
-        3600,
-    )
+    store = s.photo_store()
     query = {"name": {"$in": names}}
     keys = [doc["photo_key"] for doc in db[records.REGISTRATIONS].find(query, {"photo_key": 1})]
     removed = db[records.REGISTRATIONS].delete_many(query).deleted_count
