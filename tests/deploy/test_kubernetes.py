@@ -269,12 +269,16 @@ def test_production_ingress_terminates_tls_in_front_of_our_nginx(rendered):
 
 
 # ---------------------------------------------------------------- what a first apply would hit
-WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}  # whose pod template is spec.template
 
 
-def _containers(obj: dict) -> list[dict]:
-    spec = _pod_spec(obj)
-    return spec.get("initContainers", []) + spec["containers"]
+def _workload_containers(objects: list[dict]):
+    """(workload, container) for every container, init containers included, of every workload."""
+    for obj in objects:
+        if obj["kind"] in WORKLOADS:
+            spec = _pod_spec(obj)
+            for container in spec.get("initContainers", []) + spec["containers"]:
+                yield obj, container
 
 
 def test_config_copies_match_the_repository_files():
@@ -296,39 +300,33 @@ def test_no_kustomization_reads_a_file_above_itself():
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_no_mount_point_inside_a_read_only_mount(rendered, overlay):
-    for obj in rendered[overlay]:
-        if obj["kind"] not in WORKLOADS - {"CronJob"}:
-            continue
-        for container in _containers(obj):
-            mounts = container.get("volumeMounts", [])
-            for outer in mounts:
-                if not outer.get("readOnly"):
-                    continue
-                folder = outer["mountPath"].rstrip("/") + "/"
-                inner = [m["mountPath"] for m in mounts if m["mountPath"].startswith(folder)]
-                assert not inner, f"{obj['metadata']['name']}/{container['name']}: {inner} inside read-only {folder}"
+    for obj, container in _workload_containers(rendered[overlay]):
+        mounts = container.get("volumeMounts", [])
+        for outer in mounts:
+            if not outer.get("readOnly"):
+                continue
+            folder = outer["mountPath"].rstrip("/") + "/"
+            inner = [m["mountPath"] for m in mounts if m["mountPath"].startswith(folder)]
+            assert not inner, f"{obj['metadata']['name']}/{container['name']}: {inner} inside read-only {folder}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_no_probe_depends_on_another_service(rendered, overlay):
     # /ready asks MongoDB, the photo store, Redis: shared by every replica, so as a readiness
     # probe one blip would take every pod out of its Service; as liveness it would restart them.
-    for obj in rendered[overlay]:
-        if obj["kind"] not in WORKLOADS - {"CronJob"}:
-            continue
-        for container in _containers(obj):
-            for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
-                probe = container.get(kind)
-                if not probe:
-                    continue
-                where = f"{obj['metadata']['name']}/{container['name']} {kind}"
-                ours = "vaccination" in container["image"]  # Loki's or Prometheus's /-/ready is their own
-                if "httpGet" in probe:
-                    assert not (ours and probe["httpGet"]["path"] == "/ready"), f"{where} depends on other services"
-                    assert "host" not in probe["httpGet"], f"{where} asks another host"
-                if "exec" in probe:
-                    command = " ".join(probe["exec"]["command"])
-                    assert "mongodb://" not in command and "--host" not in command, f"{where} asks another host"
+    for obj, container in _workload_containers(rendered[overlay]):
+        for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
+            probe = container.get(kind)
+            if not probe:
+                continue
+            where = f"{obj['metadata']['name']}/{container['name']} {kind}"
+            ours = "vaccination" in container["image"]  # Loki's or Prometheus's /-/ready is their own
+            if "httpGet" in probe:
+                assert not (ours and probe["httpGet"]["path"] == "/ready"), f"{where} depends on other services"
+                assert "host" not in probe["httpGet"], f"{where} asks another host"
+            if "exec" in probe:
+                command = " ".join(probe["exec"]["command"])
+                assert "mongodb://" not in command and "--host" not in command, f"{where} asks another host"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
