@@ -66,6 +66,7 @@ return 1
 """
 
 
+_TIMEOUTS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}  # both connections: nothing waits long
 _TRUST_SECONDS = 1.0  # longest a local copy is served without reading Redis (see the docstring)
 _BACKOFF_SECONDS = 1.0  # after a timeout, no new attempt for this long (see the docstring)
 TOTALS_SECONDS = 20.0  # the totals query (a whole-collection $group) on a cache miss
@@ -85,7 +86,7 @@ class TrackedChart:
     through it, so the key is tracked for exactly the copy it holds."""
 
     def __init__(self, url: str, client: redis.Redis):
-        self._pool = redis.ConnectionPool.from_url(url, protocol=3, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._pool = redis.ConnectionPool.from_url(url, protocol=3, **_TIMEOUTS)
         self._client = client  # the plain client, for a server that refuses tracking
         self._tracking = True
         self._lock = threading.Lock()
@@ -364,8 +365,7 @@ def ping() -> None:
 def init_app(app: Flask) -> None:
     client = redis.Redis.from_url(
         app.config["REDIS_URL"],
-        socket_timeout=0.5,
-        socket_connect_timeout=0.5,
+        **_TIMEOUTS,
         health_check_interval=10,
     )
     app.extensions["redis"] = client
