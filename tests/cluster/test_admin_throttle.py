@@ -8,12 +8,11 @@ throttles the rest of the suite (127.0.0.1) and "another address" is a real seco
 import http.client
 import json
 import random
-import re
 import time
 from base64 import b64encode
 from urllib.parse import urlsplit
 
-import requests
+from scrape import metric_sum
 
 UNKNOWN = "/api/registrations/000000000000000000000000"  # an admin route: 404 once signed in
 REPORT = "/api/reports/cities.xlsx?city=Nowhere%20at%20all"  # the admin route through the middleware
@@ -42,12 +41,11 @@ def get(stack, path: str, address: str, password: str | None) -> tuple[int, dict
 
 def throttle_counts(stack) -> tuple[float, float]:
     """(failures, throttled) summed over every replica's /metrics (every worker of each)."""
-    failures = throttled = 0.0
-    for n in (1, 2, 3):
-        text = requests.get(f"http://127.0.0.1:{stack.settings.instance_port(n)}/metrics", timeout=5).text
-        failures += sum(float(v) for v in re.findall(r"^admin_auth_failures_total(?:\{[^}]*\})? (\S+)$", text, re.M))
-        throttled += sum(float(v) for v in re.findall(r"^admin_auth_throttled_total(?:\{[^}]*\})? (\S+)$", text, re.M))
-    return failures, throttled
+    urls = [f"http://127.0.0.1:{stack.settings.instance_port(n)}/metrics" for n in (1, 2, 3)]
+    return (
+        sum(metric_sum(url, "admin_auth_failures_total") for url in urls),
+        sum(metric_sum(url, "admin_auth_throttled_total") for url in urls),
+    )
 
 
 def assert_throttled(status: int, headers: dict, body: bytes, window: int) -> int:

@@ -2,7 +2,6 @@
 
 import io
 import json
-import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +10,7 @@ import pytest
 import requests
 from flask import Flask
 from PIL import Image
+from scrape import metric_sum
 
 from forms import register
 from middleware import chart_cache
@@ -120,9 +120,8 @@ def test_chart_fails_open_when_redis_is_down(http, stack, stopped):
 
 def _totals_queries(stack) -> float:
     """The middleware's whole-collection totals queries so far (every worker's, from /metrics)."""
-    text = requests.get(f"http://127.0.0.1:{stack.settings.ports['MIDDLEWARE_PORT']}/metrics", timeout=5).text
-    pattern = r'^dependency_duration_seconds_count\{dependency="mongodb",operation="city_totals"\} (\S+)$'
-    return sum(float(v) for v in re.findall(pattern, text, re.M))
+    url = f"http://127.0.0.1:{stack.settings.ports['MIDDLEWARE_PORT']}/metrics"
+    return metric_sum(url, "dependency_duration_seconds_count", dependency="mongodb", operation="city_totals")
 
 
 def test_with_redis_down_chart_reads_do_not_each_scan_the_database(stack, stopped):

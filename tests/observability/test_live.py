@@ -14,7 +14,7 @@ import pytest
 import requests
 import yaml
 from dashboards import dashboard_queries
-from prometheus_client.parser import text_string_to_metric_families
+from scrape import metric_sum
 
 from forms import register
 from mailsink.watch import MailWatch, alert_mail
@@ -120,22 +120,12 @@ def test_dashboard_query_returns_data(stack, traffic, dashboard, panel, expr):
     assert body["data"]["result"], f"{dashboard} / {panel}: no data for {expr}"
 
 
-def _scrape(port: int) -> dict[str, float]:
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "registrations_total" and not sample.labels
-    }
-
-
 def test_registrations_are_counted_across_every_worker_and_replica(stack, http):
     ports = [stack.settings.instance_port(n) for n in (1, 2, 3)]
-    before = sum(_scrape(port).get("registrations_total", 0) for port in ports)
+    before = sum(metric_sum(f"http://127.0.0.1:{port}/metrics", "registrations_total") for port in ports)
     for _ in range(10):  # spread over replicas and over each replica's gunicorn workers
         assert register(http, stack).status_code == 201
-    after = sum(_scrape(port).get("registrations_total", 0) for port in ports)
+    after = sum(metric_sum(f"http://127.0.0.1:{port}/metrics", "registrations_total") for port in ports)
     assert after - before == 10
 
 

@@ -1,11 +1,11 @@
 """Prometheus's lifecycle API is off: nobody who reaches its port can reload or stop it; the
 machine's user reloads it with SIGHUP to its process group (`./init.sh reload prometheus`)."""
 
-import re
 import time
 
 import pytest
 import requests
+from scrape import metric_sum
 
 from stack import supervisor
 
@@ -15,8 +15,7 @@ def _prometheus(stack) -> str:
 
 
 def _last_reload(stack) -> float:
-    text = requests.get(f"{_prometheus(stack)}/metrics", timeout=5).text
-    return float(re.search(r"^prometheus_config_last_reload_success_timestamp_seconds (\S+)$", text, re.M).group(1))
+    return metric_sum(f"{_prometheus(stack)}/metrics", "prometheus_config_last_reload_success_timestamp_seconds")
 
 
 def test_prometheus_refuses_reload_and_quit_over_http(stack):
