@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 import prometheus_client
 import pytest
 from PIL import Image
-from ports import free_port
+from servers import free_port
 from werkzeug.formparser import parse_form_data
 
 from common import records

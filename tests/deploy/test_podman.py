@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 from podman_tools import SERVICES, build, ensure_base, image, podman, run, standin, unavailable
-from ports import free_port
+from servers import free_port
 
 from common import records
 from forms import jpeg

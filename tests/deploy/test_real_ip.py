@@ -4,13 +4,11 @@ shows), and what a client writes into X-Forwarded-For itself is never taken for 
 own client plays the controller (trusted like a pod address would be)."""
 
 import shutil
-import subprocess
-import time
 
 import pytest
 import requests
 from deploytools import repo_file
-from ports import free_port
+from servers import free_port, running
 
 REAL_IP = repo_file("k8s/overlays/production/nginx-real-ip.conf")
 
@@ -36,25 +34,9 @@ http {{
     }}
 }}
 """)
-    process = subprocess.Popen(
-        [binary, "-p", str(root), "-c", str(root / "nginx.conf"), "-e", "stderr", "-g", "daemon off;"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            requests.get(url, timeout=1)
-            break
-        except requests.ConnectionError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"nginx did not start with the overlay's real-IP file: {process.communicate()[1]}")
-            time.sleep(0.05)
-    yield url
-    process.terminate()
-    process.wait(10)
+    argv = [binary, "-p", root, "-c", root / "nginx.conf", "-e", "stderr", "-g", "daemon off;"]
+    with running(argv, port, root / "nginx.log"):  # fails with nginx's words if the file is refused
+        yield f"http://127.0.0.1:{port}/"
 
 
 def _client(url: str, forwarded_for: str | None) -> str:

@@ -10,11 +10,9 @@ import json
 import re
 import shutil
 import smtplib
-import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -23,7 +21,7 @@ import pytest
 import requests
 import yaml
 from dashboards import dashboard_queries, load_dashboards, panels
-from ports import free_port
+from servers import free_port, running
 
 from mailsink.watch import MailWatch
 from stack.prometheus_targets import native_targets, write_targets
@@ -441,27 +439,6 @@ def test_alertmanager_emails_firing_and_resolved_and_groups_by_alert_and_machine
 
 
 # ---------------------------------------------------------------- mail sink and a real alert email
-
-
-@contextmanager
-def running(argv: list, port: int, log: Path):
-    """A process of ours, waited for until it accepts connections, always stopped after."""
-    with open(log, "wb") as output:
-        process = subprocess.Popen([str(arg) for arg in argv], cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"{argv[0]} never listened on {port}: {log.read_text()}"
-                time.sleep(0.1)
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def mailsink(port: int, maildir: Path, log: Path):

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from ports import free_port
+from servers import free_port
 
 from stack import supervisor
 from stack.part import Part

@@ -13,7 +13,7 @@ import time
 import pytest
 import redis
 from flask import Flask
-from ports import free_port
+from servers import free_port
 
 from middleware import chart_cache
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from ports import free_port
+from servers import free_port
 
 from middleware import chart_cache, report_passthrough
 from stack import supervisor
