@@ -7,6 +7,7 @@ import pytest
 import requests
 from scrape import metric_sum
 
+from polling import wait_for
 from stack import supervisor
 
 
@@ -30,10 +31,7 @@ def test_sighup_through_the_supervisor_reloads_prometheus(stack):
     before = _last_reload(stack)
     time.sleep(1.1)  # the timestamp has whole seconds
     supervisor.reload(stack.settings, stack.parts["prometheus"])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _last_reload(stack) <= before:
-        time.sleep(0.2)
-    assert _last_reload(stack) > before
+    assert wait_for(lambda: _last_reload(stack) > before, timeout=10, every=0.2)
     assert requests.get(f"{_prometheus(stack)}/-/ready", timeout=5).status_code == 200
 
 

@@ -16,6 +16,7 @@ from flask import Flask
 from servers import free_port
 
 from middleware import chart_cache
+from polling import wait_for
 
 
 def _app(url: str) -> Flask:
@@ -61,14 +62,14 @@ class PrivateRedis:
             ],
             stdout=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=self.port).ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
+        if not wait_for(self._answers, timeout=10, every=0.02):
+            raise RuntimeError("redis-server did not start")
+
+    def _answers(self) -> bool:
+        try:
+            return redis.Redis(port=self.port).ping()
+        except redis.ConnectionError:
+            return False
 
     def stop(self) -> None:
         self.process.terminate()
