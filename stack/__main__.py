@@ -34,9 +34,10 @@ def up(args) -> int:
     print(f"Report (admin):    {s.public_url}/api/reports/cities.xlsx")
     if any(p.name == "prometheus" for p in all_parts(s)):
         print(f"Prometheus:        http://127.0.0.1:{s.ports['PROMETHEUS_PORT']}/")
+        print(f"Dashboards:        http://127.0.0.1:{s.ports['PROMETHEUS_PORT']}/consoles/index.html")
         print(f"Alertmanager:      http://127.0.0.1:{s.ports['ALERTMANAGER_PORT']}/")
         print(f"Alert mail:        {s.mail_dir}/")
-    print(f"Logs:              ./init.sh logs [part]   ({s.log_dir}/)")
+    print(f"Logs:              ./init.sh logs [part] [--browse]   ({s.log_dir}/)")
     print(f"Admin login:       admin / {s.secrets['ADMIN_PASSWORD']}")
     return 0
 
@@ -96,6 +97,8 @@ def reload_part(args) -> int:
 def logs(args) -> int:
     s = load()
     names = [args.part] if args.part else [p.name for p in all_parts(s)]
+    if args.browse:
+        return logview.browse(s.log_dir, names, s.run_dir / "lnav")
     return logview.show(
         s.log_dir, names, level=args.level, request_id=args.request_id, follow=args.follow, lines=args.lines
     )
@@ -176,6 +179,7 @@ def main() -> int:
     command.add_argument("--request-id", help="only lines about this request")
     command.add_argument("-f", "--follow", action="store_true", help="keep following")
     command.add_argument("-n", "--lines", type=int, default=50, help="lines per part to start with")
+    command.add_argument("--browse", action="store_true", help="open the logs in lnav (SQL on their fields)")
     command.set_defaults(func=logs)
     command = sub.add_parser("seed", help="bulk-load N synthetic registrations")
     command.add_argument("count", type=int)

@@ -10,6 +10,7 @@ import socket
 import sys
 from pathlib import Path
 
+from stack.consoles import LIBRARY_DIR, write_consoles
 from stack.part import Part
 from stack.prometheus_targets import write_targets
 from stack.render import render
@@ -40,6 +41,7 @@ def observability(s: Settings) -> list[Part]:
         _link(prometheus_dir / "prometheus.yml", ROOT / "prometheus/prometheus.yml")
         _link(prometheus_dir / "rules", ROOT / "prometheus/rules")
         write_targets(prometheus_dir / "targets", p)
+        write_consoles(prometheus_dir / "consoles")
 
     alertmanager_dir = s.run_dir / "alertmanager"
 
@@ -93,19 +95,8 @@ def observability(s: Settings) -> list[Part]:
             "BLACKBOX_EXPORTER_PORT",
             f"--config.file={ROOT / 'prometheus/blackbox.yml'}",
         ),
-        Part(
-            "prometheus",
-            [
-                _bin("prometheus"),
-                f"--config.file={prometheus_dir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={s.data_dir / 'prometheus'}",
-                "--storage.tsdb.retention.time=15d",
-                f"--web.listen-address={listen('PROMETHEUS_PORT')}",
-                f"--web.external-url=http://{listen('PROMETHEUS_PORT')}",
-            ],
-            f"http://{listen('PROMETHEUS_PORT')}/-/ready",
-            p["PROMETHEUS_PORT"],
-            prepare=prepare_prometheus,
+        prometheus_part(
+            "prometheus", prometheus_dir, s.data_dir / "prometheus", listen("PROMETHEUS_PORT"), prepare_prometheus
         ),
         Part(
             "alertmanager",
@@ -122,6 +113,27 @@ def observability(s: Settings) -> list[Part]:
             prepare=prepare_alertmanager,
         ),
     ]
+
+
+def prometheus_part(name: str, run_dir: Path, data_dir: Path, address: str, prepare) -> Part:
+    """A native Prometheus; every one serves the dashboards' console pages (stack/consoles.py),
+    which its prepare writes into run_dir/consoles."""
+    return Part(
+        name,
+        [
+            _bin("prometheus"),
+            f"--config.file={run_dir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={data_dir}",
+            "--storage.tsdb.retention.time=15d",
+            f"--web.listen-address={address}",
+            f"--web.external-url=http://{address}",
+            f"--web.console.templates={run_dir / 'consoles'}",
+            f"--web.console.libraries={LIBRARY_DIR}",
+        ],
+        f"http://{address}/-/ready",
+        int(address.rpartition(":")[2]),
+        prepare=prepare,
+    )
 
 
 def alerting_values(s: Settings) -> dict[str, str]:

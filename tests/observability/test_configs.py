@@ -379,7 +379,7 @@ def test_dashboard_queries_are_valid_promql(tmp_path):
 
 
 def test_dashboard_query_extraction_refuses_unknown_variables():
-    from dashboards import substitute
+    from stack.consoles import substitute
 
     assert (
         substitute('rate(x{replica=~"$replica"}[$__rate_interval])', {"replica": ".*", "__rate_interval": "1m"})
