@@ -12,7 +12,7 @@ DEBIAN_PACKAGES=(
   python3-venv nginx-light redis-server
   prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter
   prometheus-nginx-exporter prometheus-redis-exporter
-  chromium docker-compose wrk
+  chromium docker-compose wrk lnav
   # the image tests (tests/deploy/test_podman.py): build and run the Dockerfile and compose here
   podman runc debootstrap netavark aardvark-dns
 )

@@ -1,10 +1,15 @@
-"""`./init.sh logs`: the parts' JSON log lines, filtered by part, level and request id."""
+"""`./init.sh logs`: the parts' JSON log lines, filtered by part, level and request id; with
+--browse, every log in lnav, the JSON ones read by the format in stack/lnav/."""
 
 import json
+import os
+import shutil
+import subprocess
 import time
 from collections import deque
 from pathlib import Path
 
+LNAV_FORMAT = Path(__file__).parent / "lnav" / "vaccination_log.json"
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
 
 
@@ -55,3 +60,22 @@ def show(log_dir: Path, names: list[str], level=None, request_id=None, follow=Fa
                         print(f"{name:<{width}} | {line.rstrip()}", flush=True)
                 offsets[path] = handle.tell()
     return 0
+
+
+def lnav_env(config_home: Path) -> dict[str, str]:
+    """lnav with the repository's log format installed in a private configuration folder, so
+    the person's own lnav settings are neither needed nor changed."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(config_home)}
+    subprocess.run(["lnav", "-i", str(LNAV_FORMAT)], env=env, check=True, capture_output=True)
+    return env
+
+
+def browse(log_dir: Path, names: list[str], config_home: Path) -> int:
+    files = [str(path) for _, path in _files(log_dir, names)]
+    if not files:
+        print(f"no logs yet in {log_dir}")
+        return 1
+    if not shutil.which("lnav"):
+        print("lnav is not installed; ./init.sh installs it (Debian package lnav)")
+        return 2
+    return subprocess.call(["lnav", *files], env=lnav_env(config_home))
