@@ -18,17 +18,9 @@ import uuid
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+import chromium
 from forms import jpeg
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 CHART_LOADED = """() => {
   const chart = document.getElementById("chart");
   return chart.complete && chart.naturalWidth > 0;
@@ -39,7 +31,7 @@ expect.set_options(timeout=10_000)  # a registration is fast, but the stack is s
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = chromium.launch(playwright)
         yield browser
         browser.close()
 
