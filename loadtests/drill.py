@@ -7,7 +7,8 @@ Under a steady locust load: stop the victim (gracefully; with --kill by SIGKILL 
 group, a machine that dies; with --freeze by SIGSTOP for SECONDS, then SIGCONT, a machine that
 hangs), keep the load running, start (or thaw) the victim again, stop the load. Registrants are
 careful clients (an Idempotency-Key, retries with the same key). The last line printed is one
-JSON object with what happened; the exit status is non-zero when a registration failed, was
+JSON object with what happened (result.json beside a picture of the run, timeline.png, and a
+post-mortem draft, postmortem.md); the exit status is non-zero when a registration failed, was
 lost, stored twice or stored without its client ever hearing so (a ghost), a request failed in
 a way the system does not document for that victim, data was half-stored, or an alert email
 was late (stop and kill only: a short freeze is meant to pass unnoticed).
@@ -27,7 +28,9 @@ from pathlib import Path
 
 from common import records
 from common.stats import percentile
+from loadtests import postmortem, timeline_plot
 from loadtests.bench import data
+from loadtests.timeline_plot import Fault, MailEvent, is_registration
 from mailsink.watch import MailWatch, alert_mail
 from stack import supervisor
 from stack.parts import all_parts
@@ -37,7 +40,7 @@ from stack.settings import ROOT, Settings, load
 FIRING_LIMIT_S = 60
 RESOLVED_LIMIT_S = 90
 
-REGISTRATION = "/api/registrations ["
+REGISTRATION = timeline_plot.REGISTRATION
 
 
 def _chart_or_report(row: dict) -> bool:
@@ -193,10 +196,15 @@ def run(args: argparse.Namespace) -> int:
     began = datetime.now(UTC)
     mail = MailWatch(s.mail_dir)
 
+    mails: list[MailEvent] = []
+
     def wait_mail(status: str, timeout: float) -> float | None:
         started = time.monotonic()
         found = mail.wait(alert_mail(status, alert, args.victim), timeout=timeout)
-        return None if found is None else time.monotonic() - started
+        if found is None:
+            return None
+        mails.append(MailEvent(time.time(), status, f"{alert} {args.victim}"))
+        return time.monotonic() - started
 
     def say(text: str) -> None:
         print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
@@ -248,8 +256,7 @@ def run(args: argparse.Namespace) -> int:
     # registrations are judged as a careful client ends them (below), not attempt by attempt
     attempts, others = [], []
     for row in rows:
-        registering = row["name"].startswith(REGISTRATION) and "[bad:" not in row["name"]
-        (attempts if registering else others).append(row)
+        (attempts if is_registration(row) else others).append(row)
     failed = [row for row in others if not row["ok"] and not documented(row)]
     refused = [row for row in others if not row["ok"] and documented(row)]
     before = [row["ms"] for row in rows if row["t"] < stopped_at]
@@ -284,6 +291,12 @@ def run(args: argparse.Namespace) -> int:
         **_integrity(s, db, began),
     }
     (out / "result.json").write_text(json.dumps(result, indent=2))
+    faults = [Fault(f"{result['fault']} {args.victim}", stopped_at, restarted_at)]
+    title = f"drill, {result['fault']} {args.victim}, {began:%Y-%m-%d %H:%M} UTC"
+    timeline_plot.plot(rows, faults, mails, out / "timeline.png", title)
+    (out / "postmortem.md").write_text(
+        postmortem.draft(title, f"Drafted by ./init.sh drill from {out}.", rows, faults, mails, result)
+    )
     problems = []
     if result["lost"]:
         problems.append(f"{result['lost']} acknowledged registrations are not stored")

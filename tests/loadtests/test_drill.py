@@ -95,6 +95,17 @@ def _drill(tmp_path, *args: str) -> dict:
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["failed"] == outcome["duplicates"] == outcome["ghosts"] == outcome["lost"] == 0
     assert outcome["registrations"] > 0
+    # the picture and the post-mortem draft beside the JSON, with this run's facts in the draft
+    assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    draft = (tmp_path / "postmortem.md").read_text()
+    assert "${" not in draft
+    assert f"registrations finished by clients: {outcome['registrations']}" in draft
+    assert "failed at the first try (a client without retries would have seen an error): " in draft
+    assert f"requests refused as documented for this fault: {outcome['refused_as_documented']}" in draft
+    assert f"fault: {outcome['fault']} {outcome['victim']}" in draft
+    if outcome["alert_email_s"] is not None:
+        assert "FIRING mail:" in draft and "RESOLVED mail:" in draft
+        assert "alert mail (firing) arrived" in draft
     return outcome
 
 
