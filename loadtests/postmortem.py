@@ -47,7 +47,9 @@ def draft(title: str, origin: str, rows: list[dict], faults: list[Fault], mails:
             f"- failed at the first try (a client without retries would have seen an error): "
             f"{counts['first_try_failed']}",
             f"- worst wait for one registration, retries included: {'-' if worst is None else f'{worst / 1000:.1f} s'}",
-            f"- requests refused as documented for this fault: {counts['refused_as_documented']}",
+            f"- registration tries that failed (their clients retried): "
+            f"{sum(1 for r in rows if is_registration(r) and not r['ok'])}",
+            f"- other requests refused as documented for this fault: {counts['refused_as_documented']}",
             f"- requests that failed in an undocumented way: {counts['failed_requests']}",
             f"- acknowledged but lost: {counts['lost']}; stored twice: {counts['duplicates']}; "
             f"stored but never acknowledged: {counts['ghosts']}",
@@ -68,7 +70,7 @@ def draft(title: str, origin: str, rows: list[dict], faults: list[Fault], mails:
     else:
         detection = "No fault was injected."
     resolution = "\n".join(
-        [f"- {f.label} ended at {_clock(f.end)}, {f.end - f.start:.1f} s after it began." for f in faults]
+        [f"- The fault ({f.label}) ended at {_clock(f.end)}, {f.end - f.start:.1f} s after it began." for f in faults]
         + [
             f"- The resolved mail ({m.alert}) arrived {m.at - fault.end:.1f} s after the fault ended."
             for m in resolved

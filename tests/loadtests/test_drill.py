@@ -101,7 +101,7 @@ def _drill(tmp_path, *args: str) -> dict:
     assert "${" not in draft
     assert f"registrations finished by clients: {outcome['registrations']}" in draft
     assert "failed at the first try (a client without retries would have seen an error): " in draft
-    assert f"requests refused as documented for this fault: {outcome['refused_as_documented']}" in draft
+    assert f"other requests refused as documented for this fault: {outcome['refused_as_documented']}" in draft
     assert f"fault: {outcome['fault']} {outcome['victim']}" in draft
     if outcome["alert_email_s"] is not None:
         assert "FIRING mail:" in draft and "RESOLVED mail:" in draft

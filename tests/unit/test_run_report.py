@@ -57,7 +57,8 @@ def test_the_draft_fills_the_template_with_the_runs_facts_and_leaves_the_judgeme
     assert "arrived 22.0 s after the fault began" in draft
     assert "failed at the first try (a client without retries would have seen an error): 3" in draft
     assert "worst wait for one registration, retries included: 4.2 s" in draft
-    assert "requests refused as documented for this fault: 2" in draft
+    assert "other requests refused as documented for this fault: 2" in draft
+    assert "registration tries that failed (their clients retried): 0" in draft
     for heading in ("## What went well", "## What went wrong", "## Action items"):
         section = draft.split(heading)[1].split("##")[0]
         assert "_" in section and "10:" not in section  # a prompt, no facts
