@@ -1,15 +1,10 @@
-"""Prometheus console pages generated from the Grafana dashboards, so each panel's query is
-written once (in grafana/dashboards/) and the native stack, which has no Grafana, still has a
-dashboard.
+"""Prometheus console pages generated from grafana/dashboards/, so each panel's query is written
+once and the native stack, which has no Grafana, still has its dashboards.
 
-Written at every start of a native Prometheus, like its target files: only Debian's Prometheus
-2.x serves the classic console assets these pages load (Prometheus 3, in the containers, does
-not, and they have Grafana), so the pages are a build product of the native stack, never a
-second copy in the tree to keep in step. `python -m stack.consoles DIR` writes them to look at.
-
-A graph panel becomes a PromConsole.Graph (title, unit, legend as in Grafana); a stat, table or
-bar gauge becomes values Prometheus fills in when it serves the page. A panel of another data
-source (Loki's) is listed on its page with where to look instead, never dropped.
+Written at every start of a native Prometheus (like its target files), not kept in the tree:
+only Debian's Prometheus 2 serves the classic assets they load; the containers run Prometheus 3
+and Grafana. A graph panel becomes a PromConsole.Graph; stats, tables and bar gauges become
+values Prometheus fills in as it serves the page; a Loki panel is named with where to look instead.
 """
 
 import html
