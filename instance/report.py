@@ -86,14 +86,39 @@ def _cut(text: str, units: int, from_end: bool = False) -> str:
     return "".join(reversed(kept)) if from_end else "".join(kept)
 
 
+# Office Open XML reads "_xHHHH_" in a string or a sheet name as the character U+HHHH (ECMA-376
+# Part 1, 22.9.2.19 ST_Xstring); its own "_x005F_" stands for a literal "_".
+_OOXML_ESCAPE = re.compile(r"_(?=x[0-9A-Fa-f]{4}_)")
+
+
+# characters XML 1.0 cannot hold: the format writes them as escape sequences
+_XML_REFUSED = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def ooxml_text(text: str) -> str:
+    """text written so every spreadsheet program reads it back as it is."""
+    if "_x" in text:
+        text = _OOXML_ESCAPE.sub("_x005F_", text)
+    return _XML_REFUSED.sub(lambda match: f"_x{ord(match.group()):04X}_", text)
+
+
+def _title_keys(title: str) -> set[str]:
+    # Spreadsheet programs compare sheet titles ignoring case, each with its own mapping (Excel
+    # upper-cases, LibreOffice folds with ICU, some ignore width): "ı" and "i" are one title
+    # to an upper-casing program though casefold() tells them apart. A title is taken when any
+    # of these mappings of it is.
+    forms = {title, unicodedata.normalize("NFKC", title)}
+    return {mapped for form in forms for mapped in (form.casefold(), form.upper(), form.lower())}
+
+
 class SheetTitles:
-    """Gives each city a sheet title Excel accepts, unique within one workbook.
+    """Gives each city a sheet title Excel and LibreOffice accept, unique within one workbook.
 
     A long name keeps its start and its end ("Santo Domingo de …Tsáchilas"): cities that share
     a long prefix usually differ at the end. Collisions get a number ("Quito (2)")."""
 
     def __init__(self):
-        self.taken: set[str] = set(_TITLE_RESERVED)
+        self.taken: set[str] = {key for reserved in _TITLE_RESERVED for key in _title_keys(reserved)}
         self.next_number: dict[str, int] = {}
 
     @staticmethod
@@ -101,6 +126,9 @@ class SheetTitles:
         clean = "".join(
             " " if char in _TITLE_FORBIDDEN or unicodedata.category(char)[0] == "C" else char for char in city
         )
+        # no escape sequence in a title: a reader would decode it, and "_x005F_" is not read
+        # back as "_" in a sheet name by every program
+        clean = _OOXML_ESCAPE.sub(" ", clean)
         clean = " ".join(clean.split()).strip("'").strip()
         if _utf16_len(clean) > TITLE_MAX:
             head = _cut(clean, 19).rstrip()
@@ -110,12 +138,12 @@ class SheetTitles:
     def __call__(self, city: str) -> str:
         base = self.base(city)
         title = base
-        while title.casefold() in self.taken:
+        while _title_keys(title) & self.taken:
             number = self.next_number.get(base.casefold(), 2)
             self.next_number[base.casefold()] = number + 1
             suffix = f" ({number})"
             title = _cut(base, TITLE_MAX - len(suffix)).rstrip().rstrip("'") + suffix
-        self.taken.add(title.casefold())
+        self.taken |= _title_keys(title)
         return title
 
 
@@ -123,6 +151,8 @@ def _text(sheet, value: str):
     # A user's "=HYPERLINK(...)" must stay text. openpyxl makes a formula only of a string that
     # starts with "=", and an error cell only of an error code such as "#N/A", so only those
     # need an explicit string cell (a cell object per value would cost a third of the report's time).
+    # openpyxl writes text as it is, escape sequences included: they are escaped here.
+    value = ooxml_text(value)
     if not value.startswith("=") and value not in ERROR_CODES:
         return value
     cell = WriteOnlyCell(sheet, value=value)
@@ -168,15 +198,15 @@ class _CityRows:
             and _plain(link)
         ):
             self.raw(
-                f'<row r="{row}"><c r="A{row}" t="inlineStr"><is><t>{_escape(name)}</t></is></c>'
+                f'<row r="{row}"><c r="A{row}" t="inlineStr"><is><t>{_escape(ooxml_text(name))}</t></is></c>'
                 f'<c r="B{row}" t="inlineStr"><is><t>{city_xml}</t></is></c>'
                 f'<c r="C{row}" s="{self.date_style}" t="n"><v>{to_excel(created, self.epoch):.16g}</v></c>'
-                f'<c r="D{row}" t="inlineStr"><is><t>{_escape(link)}</t></is></c></row>'
+                f'<c r="D{row}" t="inlineStr"><is><t>{_escape(ooxml_text(link))}</t></is></c></row>'
             )
             return
         if self.date_style is None and isinstance(created, datetime):
             self.date_style = str(WriteOnlyCell(self.sheet, value=created).style_id)
-        self.cells(row, [_text(self.sheet, name), _text(self.sheet, city), created, link])
+        self.cells(row, [_text(self.sheet, name), _text(self.sheet, city), created, ooxml_text(link)])
 
 
 # text openpyxl writes as it is: no control character XML refuses (openpyxl raises on those),
@@ -389,7 +419,7 @@ class ReportStream:
                 rows.cells(1, HEADER)
                 count = 0
                 name = city["city"]
-                name_xml = _escape(name) if _plain(name) else None
+                name_xml = _escape(ooxml_text(name)) if _plain(name) else None
                 if group is not None and group[0] == city["city_key"]:
                     for count, doc in enumerate(group[1], start=1):
                         rows.registration(
