@@ -19,6 +19,7 @@ the database's work and the workbook's overlap.
 """
 
 import contextlib
+import logging
 import queue
 import re
 import threading
@@ -41,6 +42,7 @@ from openpyxl.worksheet._writer import WorksheetWriter
 from openpyxl.worksheet.hyperlink import Hyperlink
 from openpyxl.writer.excel import ExcelWriter
 from openpyxl.writer.theme import theme_xml
+from openpyxl.xml import LXML
 from openpyxl.xml.constants import (
     ARC_APP,
     ARC_CORE,
@@ -55,10 +57,13 @@ from pymongo import ASCENDING
 from pymongo.database import Database
 
 from common import records
-from common.metrics import REPORT_ROWS, REPORT_SECONDS, track_dependency
+from common.metrics import REPORT_ROWS, REPORT_SECONDS, REPORT_SKIPPED, track_dependency
+
+log = logging.getLogger(__name__)
 
 HEADER = ["Name", "City", "Registered at (UTC)", "Photo link"]
 SUMMARY_HEADER = ["City", "Total", "Sheet"]
+CELL_MAX = 32767  # characters a cell holds in Excel and LibreOffice
 CHUNK = 64 * 1024  # bytes handed to the server at a time
 SCAN_BATCH = 5000  # documents per database round trip and per queue item
 SCAN_DEPTH = 2  # batches read ahead: bounds memory (a batch is ~5 MB of documents); the writer is faster
@@ -176,10 +181,16 @@ class _CityRows:
     go, to the very bytes openpyxl writes for it (the unit tests compare them); any other row
     goes through openpyxl cell by cell. openpyxl's own path costs about ten times more per row."""
 
-    def __init__(self, sheet, xf):
+    def __init__(self, sheet, xf, entry):
         self.sheet = sheet
         self.xf = xf
-        self.raw = xf._file  # the sheet's text stream, under the element openpyxl has open
+        # openpyxl writes with lxml's xmlfile when lxml can be imported (openpyxl.xml.LXML), else
+        # with et_xmlfile's; our rows go where that writer is, under the element it has open
+        if LXML:
+            # lxml buffers on its own, and writes what is not ASCII as character references
+            self.raw = lambda text: (xf.flush(), entry.write(text.encode("ascii", "xmlcharrefreplace")))
+        else:
+            self.raw = xf._file  # et_xmlfile writes through this text stream
         self.epoch = sheet.parent.epoch
         self.date_style: str | None = None  # registered with the first date, as openpyxl does
 
@@ -214,8 +225,20 @@ class _CityRows:
 _NOT_PLAIN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]|\A[\s=#]|\s\Z")
 
 
+def _unwritable(doc: dict) -> str | None:
+    """Why a registration cannot be written (only a direct database write makes one), or None."""
+    name = doc.get("name")
+    if type(name) is not str:
+        return f"its name is a {type(name).__name__}, not text"
+    if len(name) > CELL_MAX:
+        return f"its name is longer than a cell holds ({len(name)} characters)"
+    if not isinstance(doc.get("created_at"), datetime):
+        return "it has no registration time"
+    return None
+
+
 def _plain(value) -> bool:
-    return type(value) is str and 0 < len(value) <= 32767 and _NOT_PLAIN.search(value) is None
+    return type(value) is str and 0 < len(value) <= CELL_MAX and _NOT_PLAIN.search(value) is None
 
 
 def _escape(text: str) -> str:
@@ -395,6 +418,7 @@ class ReportStream:
             open_sheet[:] = [(lambda: sheet._writer.close()) if own_rows else sheet.close, entry.close]
             sheet._writer = WorksheetWriter(sheet, out=entry)
             sheet._writer.write_top()
+            return entry
 
         def finish():
             for close in open_sheet:
@@ -403,6 +427,7 @@ class ReportStream:
 
         titles = SheetTitles()
         written: list[tuple[str, int, str]] = []
+        skipped = 0
         # a record without a usable key (never written by this code) sorts apart and is skipped
         groups = groupby(self.scan, key=lambda doc: doc.get("city_key") if isinstance(doc.get("city_key"), str) else "")
         group = next(groups, None)
@@ -412,16 +437,23 @@ class ReportStream:
             title = titles(city["city"])
             sheet = workbook.create_sheet(title)
             sheet._id = number
-            start(sheet, own_rows=True)
+            entry = start(sheet, own_rows=True)
             xf = sheet._writer.xf.send(True)
             with xf.element("sheetData"):
-                rows = _CityRows(sheet, xf)
+                rows = _CityRows(sheet, xf, entry)
                 rows.cells(1, HEADER)
                 count = 0
                 name = city["city"]
                 name_xml = _escape(ooxml_text(name)) if _plain(name) else None
                 if group is not None and group[0] == city["city_key"]:
-                    for count, doc in enumerate(group[1], start=1):
+                    for doc in group[1]:
+                        problem = _unwritable(doc)
+                        if problem:
+                            skipped += 1
+                            REPORT_SKIPPED.inc()
+                            log.warning("report leaves out registration %s: %s", doc.get("_id"), problem)
+                            continue
+                        count += 1
                         rows.registration(
                             count + 1, doc["name"], name, name_xml, doc["created_at"], self.photo_link(doc["_id"])
                         )
@@ -442,6 +474,9 @@ class ReportStream:
         for name, count, title in written:
             summary.append([_text(summary, name), count, link_to(summary, title)])
         summary.append(["All cities", sum(count for _, count, _ in written)])
+        if skipped:
+            summary.append([])
+            summary.append(["Registrations left out (they could not be written; see the log)", skipped])
         finish()
         writer.write_tail()
         archive.close()
