@@ -15,6 +15,8 @@ DEBIAN_PACKAGES=(
   chromium docker-compose wrk lnav
   # the image tests (tests/deploy/test_podman.py): build and run the Dockerfile and compose here
   podman runc debootstrap netavark aardvark-dns
+  # the report opened by another spreadsheet program (tests/unit/test_report_in_libreoffice.py)
+  libreoffice-calc-nogui
 )
 
 POLICY_RC_D=/usr/sbin/policy-rc.d

@@ -37,6 +37,7 @@ REPORT_ROWS = Histogram(
     ["scope"],
     buckets=(0, 10, 100, 1e3, 1e4, 5e4, 1e5, 5e5, 1e6),
 )
+REPORT_SKIPPED = Counter("report_records_skipped_total", "Registrations a report could not write (left out, noted)")
 CHART_CACHE_LOOKUPS = Counter("chart_cache_lookups_total", "Chart cache lookups", ["result"])
 CHART_CACHE_REFRESHES = Counter("chart_cache_refreshes_total", "Chart cache refills", ["trigger"])
 DEPENDENCY_SECONDS = Histogram(

@@ -106,3 +106,21 @@ def display_names(db: Database, keys: list[str]) -> dict[str, str]:
         batch = keys[start : start + NAMES_BATCH]
         names.update((row["_id"], row["city"]) for row in db[CITIES].find({"_id": {"$in": batch}}, {"city": 1}))
     return names
+
+
+def rekey_cities(db: Database) -> int:
+    """Gives stored registrations the key city_key() makes of their city now (after the rule
+    changed, as when NFKC was added); returns how many moved. Safe to run again and beside the
+    services: an update moves only documents that do not have the current key yet."""
+    moved = 0
+    for city in db[REGISTRATIONS].distinct("city"):  # one per spelling: thousands at most
+        if not isinstance(city, str):
+            continue
+        key = city_key(city)
+        db[CITIES].update_one({"_id": key}, {"$setOnInsert": {"city": city}}, upsert=True)
+        moved += (
+            db[REGISTRATIONS]
+            .update_many({"city": city, "city_key": {"$ne": key}}, {"$set": {"city_key": key}})
+            .modified_count
+        )
+    return moved

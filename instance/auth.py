@@ -1,18 +1,19 @@
 """HTTP Basic authentication for admins (reports and personal data), and the throttle on guessing.
 
-Wrong credentials are counted per client address (nginx's $remote_addr, which ProxyFix makes
+Password checks are counted per client address (nginx's $remote_addr, which ProxyFix makes
 request.remote_addr) in Redis, so every worker of every replica sees the same count and a
-restart forgets nothing. After ADMIN_AUTH_MAX_FAILURES failures in ADMIN_AUTH_WINDOW_SECONDS
-(counted from that address's first failure), its admin requests are answered 429 without the
-password being checked, until the window ends: checking it would tell a guesser when a guess
-is right. Attempts refused with 429 do not extend the window, so the real admin gets in again
-at most one window after a burst, even behind the attacker's NAT.
+restart forgets nothing. The count is taken before the password is checked, in one atomic
+step: a request with credentials first reserves one of the ADMIN_AUTH_MAX_FAILURES attempts of
+its address's window (ADMIN_AUTH_WINDOW_SECONDS from the first), and a right password gives
+its reservation back. So concurrent guesses cannot pass the limit, by construction, and an
+address out of attempts is answered 429 without its password being checked (that answer would
+tell a guesser when a guess is right). Refused attempts do not extend the window, so the real
+admin gets in again at most one window after a burst, even behind the attacker's NAT.
 
-Only failures are counted and only failures are throttled: a request without credentials (a
-browser's first try, before it asks for the password) is a plain 401, and a successful one
-costs one Redis read. When Redis cannot be reached each process counts on its own (guessing
-stays throttled, if up to workers x replicas times more loosely) and Redis is left alone for a
-few seconds, so an outage adds no wait to admin requests.
+A request without credentials (a browser's first try, before it asks for the password) is a
+plain 401 and counts nothing. When Redis cannot be reached each process counts on its own
+(guessing stays throttled, if up to workers x replicas times more loosely) and Redis is left
+alone for a few seconds, so an outage adds no wait to admin requests.
 """
 
 import base64
@@ -37,42 +38,56 @@ KEY_PREFIX = "admin-auth-failures:"
 REDIS_REST_SECONDS = 5  # after a Redis error, count in this process for that long before asking again
 LOCAL_MAX_ADDRESSES = 10_000  # the fallback's memory stays bounded under a spray of addresses
 
-# KEYS[1] the address's counter; ARGV[1] the window. The window starts with the first failure;
-# INCR and EXPIRE together, so no counter is ever left without an end.
-_COUNT_FAILURE = """
-local failures = redis.call('INCR', KEYS[1])
-if failures == 1 or redis.call('TTL', KEYS[1]) < 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
+# KEYS[1] the address's counter; ARGV[1] the limit, ARGV[2] the window. Reserves one attempt if
+# any is left: {1, attempts, ttl}; else {0, attempts, ttl} and nothing changes (so no window is
+# extended). INCR and EXPIRE together, so no counter is ever left without an end.
+_RESERVE_ATTEMPT = """
+local attempts = tonumber(redis.call('GET', KEYS[1]) or '0')
+if attempts >= tonumber(ARGV[1]) then
+  return {0, attempts, redis.call('TTL', KEYS[1])}
 end
-return {failures, redis.call('TTL', KEYS[1])}
+attempts = redis.call('INCR', KEYS[1])
+if attempts == 1 or redis.call('TTL', KEYS[1]) < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return {1, attempts, redis.call('TTL', KEYS[1])}
+"""
+# a right password gives its attempt back, unless the window (and its counter) ended meanwhile
+_RELEASE_ATTEMPT = """
+if redis.call('GET', KEYS[1]) then
+  return redis.call('DECR', KEYS[1])
+end
+return 0
 """
 
 
 class LocalFailures:
-    """The per-process fallback: failures per address in fixed windows, like the Redis counters."""
+    """The per-process fallback: the same reservations in fixed windows, under a lock."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._windows: dict[str, tuple[int, float]] = {}  # address -> (failures, window end, monotonic)
+        self._windows: dict[str, tuple[int, float]] = {}  # address -> (attempts, window end, monotonic)
 
-    def get(self, address: str) -> tuple[int, int]:
-        """(failures, seconds left in the window) of an address."""
-        with self._lock:
-            failures, ends = self._windows.get(address, (0, 0.0))
-        left = ends - time.monotonic()
-        return (failures, int(left) + 1) if left > 0 else (0, 0)
-
-    def add(self, address: str, window: int) -> tuple[int, int]:
+    def reserve(self, address: str, limit: int, window: int) -> tuple[bool, int, int]:
+        """(reserved, attempts counted, seconds left in the window), as _RESERVE_ATTEMPT."""
         now = time.monotonic()
         with self._lock:
-            failures, ends = self._windows.get(address, (0, 0.0))
+            attempts, ends = self._windows.get(address, (0, 0.0))
             if ends <= now:
-                failures, ends = 0, now + window
+                attempts, ends = 0, now + window
                 self._windows.pop(address, None)
                 if len(self._windows) >= LOCAL_MAX_ADDRESSES:
                     self._forget_some(now)
-            self._windows[address] = (failures + 1, ends)
-        return failures + 1, int(ends - now) + 1
+            if attempts >= limit:
+                return False, attempts, int(ends - now) + 1
+            self._windows[address] = (attempts + 1, ends)
+        return True, attempts + 1, int(ends - now) + 1
+
+    def release(self, address: str) -> None:
+        with self._lock:
+            attempts, ends = self._windows.get(address, (0, 0.0))
+            if attempts > 0 and ends > time.monotonic():
+                self._windows[address] = (attempts - 1, ends)
 
     def _forget_some(self, now: float) -> None:
         for address in [a for a, (_, ends) in self._windows.items() if ends <= now]:
@@ -101,38 +116,31 @@ def _redis_call(call):
         return None
 
 
-def _seconds_blocked(address: str) -> int:
-    """How long the address must wait before its credentials are checked again; 0: not blocked."""
+def _reserve_attempt(address: str) -> tuple[bool, int, int, bool]:
+    """(reserved, attempts counted, seconds left, counted in Redis) for one password check."""
     limit = current_app.config["ADMIN_AUTH_MAX_FAILURES"]
-    failures, left = _local.get(address)
-    if failures >= limit:
-        return left
-
-    def read(client):
-        pipe = client.pipeline(transaction=False)
-        pipe.get(KEY_PREFIX + address)
-        pipe.ttl(KEY_PREFIX + address)
-        return pipe.execute()
-
-    shared = _redis_call(read)
-    if shared and shared[0] is not None and int(shared[0]) >= limit:
-        ttl = int(shared[1])
-        return ttl if ttl > 0 else 1
-    return 0
-
-
-def _count_failure(address: str) -> None:
     window = current_app.config["ADMIN_AUTH_WINDOW_SECONDS"]
     shared = _redis_call(
-        lambda client: current_app.extensions["auth_count_failure"](
-            keys=[KEY_PREFIX + address], args=[window], client=client
+        lambda client: current_app.extensions["auth_reserve_attempt"](
+            keys=[KEY_PREFIX + address], args=[limit, window], client=client
         )
     )
-    failures, left = (int(shared[0]), int(shared[1])) if shared else _local.add(address, window)
-    if failures == current_app.config["ADMIN_AUTH_MAX_FAILURES"]:
-        log.warning("admin sign-in from %s blocked for %d s after %d wrong passwords", address, left, failures)
-    else:
-        log.info("wrong admin credentials from %s (%d in this window)", address, failures)
+    if shared is None:
+        return (*_local.reserve(address, limit, window), False)
+    reserved, attempts, left = (int(value) for value in shared)
+    return bool(reserved), attempts, max(left, 1), True
+
+
+def _release_attempt(address: str, in_redis: bool) -> None:
+    if not in_redis:
+        _local.release(address)
+    elif (
+        _redis_call(
+            lambda client: current_app.extensions["auth_release_attempt"](keys=[KEY_PREFIX + address], client=client)
+        )
+        is None
+    ):
+        log.warning("admin sign-in from %s keeps its attempt counted until the window ends: Redis unavailable", address)
 
 
 def _too_many_attempts(seconds: int):
@@ -163,14 +171,18 @@ def admin_required(view):
     def wrapper(*args, **kwargs):
         if "Authorization" in request.headers:
             address = request.remote_addr or "unknown"
-            seconds = _seconds_blocked(address)
-            if seconds:
+            reserved, attempts, left, in_redis = _reserve_attempt(address)
+            if not reserved:
                 ADMIN_AUTH_THROTTLED.inc()
-                return _too_many_attempts(seconds)
+                return _too_many_attempts(left)
             if _credentials_ok():
+                _release_attempt(address, in_redis)
                 return view(*args, **kwargs)
             ADMIN_AUTH_FAILURES.inc()
-            _count_failure(address)
+            if attempts == current_app.config["ADMIN_AUTH_MAX_FAILURES"]:
+                log.warning("admin sign-in from %s blocked for %d s after %d wrong passwords", address, left, attempts)
+            else:
+                log.info("wrong admin credentials from %s (%d in this window)", address, attempts)
         raise ApiError(401, "unauthorized", "Admin credentials are required (HTTP Basic, user 'admin').")
 
     return wrapper
@@ -180,7 +192,8 @@ def init_app(app: Flask) -> None:
     # Short timeouts: a frozen Redis costs one admin request a quarter second, then it rests.
     client = redis.Redis.from_url(app.config["REDIS_URL"], socket_timeout=0.25, socket_connect_timeout=0.25)
     app.extensions["auth_redis"] = client
-    app.extensions["auth_count_failure"] = client.register_script(_COUNT_FAILURE)
+    app.extensions["auth_reserve_attempt"] = client.register_script(_RESERVE_ATTEMPT)
+    app.extensions["auth_release_attempt"] = client.register_script(_RELEASE_ATTEMPT)
 
     @app.after_request
     def _challenge(response):

@@ -19,6 +19,7 @@ the database's work and the workbook's overlap.
 """
 
 import contextlib
+import logging
 import queue
 import re
 import threading
@@ -41,6 +42,7 @@ from openpyxl.worksheet._writer import WorksheetWriter
 from openpyxl.worksheet.hyperlink import Hyperlink
 from openpyxl.writer.excel import ExcelWriter
 from openpyxl.writer.theme import theme_xml
+from openpyxl.xml import LXML
 from openpyxl.xml.constants import (
     ARC_APP,
     ARC_CORE,
@@ -55,10 +57,13 @@ from pymongo import ASCENDING
 from pymongo.database import Database
 
 from common import records
-from common.metrics import REPORT_ROWS, REPORT_SECONDS, track_dependency
+from common.metrics import REPORT_ROWS, REPORT_SECONDS, REPORT_SKIPPED, track_dependency
+
+log = logging.getLogger(__name__)
 
 HEADER = ["Name", "City", "Registered at (UTC)", "Photo link"]
 SUMMARY_HEADER = ["City", "Total", "Sheet"]
+CELL_MAX = 32767  # characters a cell holds in Excel and LibreOffice
 CHUNK = 64 * 1024  # bytes handed to the server at a time
 SCAN_BATCH = 5000  # documents per database round trip and per queue item
 SCAN_DEPTH = 2  # batches read ahead: bounds memory (a batch is ~5 MB of documents); the writer is faster
@@ -86,14 +91,39 @@ def _cut(text: str, units: int, from_end: bool = False) -> str:
     return "".join(reversed(kept)) if from_end else "".join(kept)
 
 
+# Office Open XML reads "_xHHHH_" in a string or a sheet name as the character U+HHHH (ECMA-376
+# Part 1, 22.9.2.19 ST_Xstring); its own "_x005F_" stands for a literal "_".
+_OOXML_ESCAPE = re.compile(r"_(?=x[0-9A-Fa-f]{4}_)")
+
+
+# characters XML 1.0 cannot hold: the format writes them as escape sequences
+_XML_REFUSED = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def ooxml_text(text: str) -> str:
+    """text written so every spreadsheet program reads it back as it is."""
+    if "_x" in text:
+        text = _OOXML_ESCAPE.sub("_x005F_", text)
+    return _XML_REFUSED.sub(lambda match: f"_x{ord(match.group()):04X}_", text)
+
+
+def _title_keys(title: str) -> set[str]:
+    # Spreadsheet programs compare sheet titles ignoring case, each with its own mapping (Excel
+    # upper-cases, LibreOffice folds with ICU, some ignore width): "ı" and "i" are one title
+    # to an upper-casing program though casefold() tells them apart. A title is taken when any
+    # of these mappings of it is.
+    forms = {title, unicodedata.normalize("NFKC", title)}
+    return {mapped for form in forms for mapped in (form.casefold(), form.upper(), form.lower())}
+
+
 class SheetTitles:
-    """Gives each city a sheet title Excel accepts, unique within one workbook.
+    """Gives each city a sheet title Excel and LibreOffice accept, unique within one workbook.
 
     A long name keeps its start and its end ("Santo Domingo de …Tsáchilas"): cities that share
     a long prefix usually differ at the end. Collisions get a number ("Quito (2)")."""
 
     def __init__(self):
-        self.taken: set[str] = set(_TITLE_RESERVED)
+        self.taken: set[str] = {key for reserved in _TITLE_RESERVED for key in _title_keys(reserved)}
         self.next_number: dict[str, int] = {}
 
     @staticmethod
@@ -101,6 +131,9 @@ class SheetTitles:
         clean = "".join(
             " " if char in _TITLE_FORBIDDEN or unicodedata.category(char)[0] == "C" else char for char in city
         )
+        # no escape sequence in a title: a reader would decode it, and "_x005F_" is not read
+        # back as "_" in a sheet name by every program
+        clean = _OOXML_ESCAPE.sub(" ", clean)
         clean = " ".join(clean.split()).strip("'").strip()
         if _utf16_len(clean) > TITLE_MAX:
             head = _cut(clean, 19).rstrip()
@@ -110,12 +143,12 @@ class SheetTitles:
     def __call__(self, city: str) -> str:
         base = self.base(city)
         title = base
-        while title.casefold() in self.taken:
+        while _title_keys(title) & self.taken:
             number = self.next_number.get(base.casefold(), 2)
             self.next_number[base.casefold()] = number + 1
             suffix = f" ({number})"
             title = _cut(base, TITLE_MAX - len(suffix)).rstrip().rstrip("'") + suffix
-        self.taken.add(title.casefold())
+        self.taken |= _title_keys(title)
         return title
 
 
@@ -123,6 +156,8 @@ def _text(sheet, value: str):
     # A user's "=HYPERLINK(...)" must stay text. openpyxl makes a formula only of a string that
     # starts with "=", and an error cell only of an error code such as "#N/A", so only those
     # need an explicit string cell (a cell object per value would cost a third of the report's time).
+    # openpyxl writes text as it is, escape sequences included: they are escaped here.
+    value = ooxml_text(value)
     if not value.startswith("=") and value not in ERROR_CODES:
         return value
     cell = WriteOnlyCell(sheet, value=value)
@@ -146,10 +181,16 @@ class _CityRows:
     go, to the very bytes openpyxl writes for it (the unit tests compare them); any other row
     goes through openpyxl cell by cell. openpyxl's own path costs about ten times more per row."""
 
-    def __init__(self, sheet, xf):
+    def __init__(self, sheet, xf, entry):
         self.sheet = sheet
         self.xf = xf
-        self.raw = xf._file  # the sheet's text stream, under the element openpyxl has open
+        # openpyxl writes with lxml's xmlfile when lxml can be imported (openpyxl.xml.LXML), else
+        # with et_xmlfile's; our rows go where that writer is, under the element it has open
+        if LXML:
+            # lxml buffers on its own, and writes what is not ASCII as character references
+            self.raw = lambda text: (xf.flush(), entry.write(text.encode("ascii", "xmlcharrefreplace")))
+        else:
+            self.raw = xf._file  # et_xmlfile writes through this text stream
         self.epoch = sheet.parent.epoch
         self.date_style: str | None = None  # registered with the first date, as openpyxl does
 
@@ -168,15 +209,15 @@ class _CityRows:
             and _plain(link)
         ):
             self.raw(
-                f'<row r="{row}"><c r="A{row}" t="inlineStr"><is><t>{_escape(name)}</t></is></c>'
+                f'<row r="{row}"><c r="A{row}" t="inlineStr"><is><t>{_escape(ooxml_text(name))}</t></is></c>'
                 f'<c r="B{row}" t="inlineStr"><is><t>{city_xml}</t></is></c>'
                 f'<c r="C{row}" s="{self.date_style}" t="n"><v>{to_excel(created, self.epoch):.16g}</v></c>'
-                f'<c r="D{row}" t="inlineStr"><is><t>{_escape(link)}</t></is></c></row>'
+                f'<c r="D{row}" t="inlineStr"><is><t>{_escape(ooxml_text(link))}</t></is></c></row>'
             )
             return
         if self.date_style is None and isinstance(created, datetime):
             self.date_style = str(WriteOnlyCell(self.sheet, value=created).style_id)
-        self.cells(row, [_text(self.sheet, name), _text(self.sheet, city), created, link])
+        self.cells(row, [_text(self.sheet, name), _text(self.sheet, city), created, ooxml_text(link)])
 
 
 # text openpyxl writes as it is: no control character XML refuses (openpyxl raises on those),
@@ -184,8 +225,20 @@ class _CityRows:
 _NOT_PLAIN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]|\A[\s=#]|\s\Z")
 
 
+def _unwritable(doc: dict) -> str | None:
+    """Why a registration cannot be written (only a direct database write makes one), or None."""
+    name = doc.get("name")
+    if type(name) is not str:
+        return f"its name is a {type(name).__name__}, not text"
+    if len(name) > CELL_MAX:
+        return f"its name is longer than a cell holds ({len(name)} characters)"
+    if not isinstance(doc.get("created_at"), datetime):
+        return "it has no registration time"
+    return None
+
+
 def _plain(value) -> bool:
-    return type(value) is str and 0 < len(value) <= 32767 and _NOT_PLAIN.search(value) is None
+    return type(value) is str and 0 < len(value) <= CELL_MAX and _NOT_PLAIN.search(value) is None
 
 
 def _escape(text: str) -> str:
@@ -365,6 +418,7 @@ class ReportStream:
             open_sheet[:] = [(lambda: sheet._writer.close()) if own_rows else sheet.close, entry.close]
             sheet._writer = WorksheetWriter(sheet, out=entry)
             sheet._writer.write_top()
+            return entry
 
         def finish():
             for close in open_sheet:
@@ -373,6 +427,7 @@ class ReportStream:
 
         titles = SheetTitles()
         written: list[tuple[str, int, str]] = []
+        skipped = 0
         # a record without a usable key (never written by this code) sorts apart and is skipped
         groups = groupby(self.scan, key=lambda doc: doc.get("city_key") if isinstance(doc.get("city_key"), str) else "")
         group = next(groups, None)
@@ -382,16 +437,23 @@ class ReportStream:
             title = titles(city["city"])
             sheet = workbook.create_sheet(title)
             sheet._id = number
-            start(sheet, own_rows=True)
+            entry = start(sheet, own_rows=True)
             xf = sheet._writer.xf.send(True)
             with xf.element("sheetData"):
-                rows = _CityRows(sheet, xf)
+                rows = _CityRows(sheet, xf, entry)
                 rows.cells(1, HEADER)
                 count = 0
                 name = city["city"]
-                name_xml = _escape(name) if _plain(name) else None
+                name_xml = _escape(ooxml_text(name)) if _plain(name) else None
                 if group is not None and group[0] == city["city_key"]:
-                    for count, doc in enumerate(group[1], start=1):
+                    for doc in group[1]:
+                        problem = _unwritable(doc)
+                        if problem:
+                            skipped += 1
+                            REPORT_SKIPPED.inc()
+                            log.warning("report leaves out registration %s: %s", doc.get("_id"), problem)
+                            continue
+                        count += 1
                         rows.registration(
                             count + 1, doc["name"], name, name_xml, doc["created_at"], self.photo_link(doc["_id"])
                         )
@@ -412,6 +474,9 @@ class ReportStream:
         for name, count, title in written:
             summary.append([_text(summary, name), count, link_to(summary, title)])
         summary.append(["All cities", sum(count for _, count, _ in written)])
+        if skipped:
+            summary.append([])
+            summary.append(["Registrations left out (they could not be written; see the log)", skipped])
         finish()
         writer.write_tail()
         archive.close()

@@ -8,7 +8,7 @@ import sys
 
 from stack import logview, seed, supervisor
 from stack.parts import all_parts
-from stack.settings import ROOT, load
+from stack.settings import ROOT, BadSecret, load
 
 
 def _find(parts, name):
@@ -193,9 +193,11 @@ def main() -> int:
         args = argparse.Namespace(command=argv[0], func=PASS_THROUGH[argv[0]], tool_args=argv[1:])
     else:
         args = parser.parse_args(argv)
-    if not args.command:
-        return up(args)
-    return args.func(args)
+    try:
+        return args.func(args) if args.command else up(args)
+    except BadSecret as error:
+        print(error, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

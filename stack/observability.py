@@ -53,10 +53,14 @@ def observability(s: Settings) -> list[Part]:
             render((ROOT / "alertmanager/alertmanager.yml").read_text(), alerting_values(s))
         )
 
-    def exporter(name: str, binary: str, port_key: str, *flags: str) -> Part:
+    def exporter(name: str, binary: str, port_key: str, *flags: str, env: dict | None = None) -> Part:
         address = listen(port_key)
         return Part(
-            name, [_bin(binary), *flags, f"--web.listen-address={address}"], f"http://{address}/metrics", p[port_key]
+            name,
+            [_bin(binary), *flags, f"--web.listen-address={address}"],
+            f"http://{address}/metrics",
+            p[port_key],
+            env=env or {},
         )
 
     return [
@@ -88,6 +92,7 @@ def observability(s: Settings) -> list[Part]:
             "prometheus-redis-exporter",
             "REDIS_EXPORTER_PORT",
             f"--redis.addr=redis://{listen('REDIS_PORT')}",
+            env={"REDIS_PASSWORD": s.secrets["REDIS_PASSWORD"]},  # read by the exporter; not on its command line
         ),
         exporter(
             "blackbox-exporter",

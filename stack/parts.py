@@ -127,11 +127,20 @@ def cluster(s: Settings) -> list[Part]:
     photo_root = s.data_dir / "photos"
     parts = [part for part in [_mongodb(s)] if part]
 
+    redis_conf = s.run_dir / "redis.conf"
+
+    def prepare_redis():
+        (s.data_dir / "redis").mkdir(parents=True, exist_ok=True)
+        # the password in a private file, not on the command line where `ps` shows it to every user
+        redis_conf.write_text(f"requirepass {s.secrets['REDIS_PASSWORD']}\n")
+        redis_conf.chmod(0o600)
+
     parts.append(
         Part(
             "redis",
             [
                 shutil.which("redis-server") or "/usr/bin/redis-server",
+                str(redis_conf),
                 "--port",
                 str(p["REDIS_PORT"]),
                 "--bind",
@@ -153,7 +162,7 @@ def cluster(s: Settings) -> list[Part]:
             ],
             f"tcp://127.0.0.1:{p['REDIS_PORT']}",
             p["REDIS_PORT"],
-            prepare=lambda: (s.data_dir / "redis").mkdir(parents=True, exist_ok=True),
+            prepare=prepare_redis,
         )
     )
 
@@ -182,7 +191,7 @@ def cluster(s: Settings) -> list[Part]:
     common = {
         **operator_set(s, "MONGO_DB"),
         "ADMIN_PASSWORD": s.secrets["ADMIN_PASSWORD"],
-        "REDIS_URL": f"redis://127.0.0.1:{p['REDIS_PORT']}/0",
+        "REDIS_URL": s.redis_url,
     }
     for n in range(1, INSTANCES + 1):
         parts.append(

@@ -3,13 +3,16 @@
 The same convention as the nginx image's envsubst: only upper-case names are placeholders,
 so nginx's own `$host`/`${request_id}` and Go's `{{ }}` templates pass through untouched.
 A placeholder without a value is an error, never an empty string: an empty smarthost or
-upstream address would start a part that silently does nothing.
+upstream address would start a part that silently does nothing. A value with a line break or
+another control character is an error too: it could end a directive and start another. (Secrets
+are checked for their own form where they are read, stack/settings.py.)
 """
 
 import re
 from collections.abc import Mapping
 
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class MissingValues(KeyError):
@@ -25,4 +28,7 @@ def render(text: str, values: Mapping[str, str]) -> str:
     missing = sorted({name for name in PLACEHOLDER.findall(text) if name not in values})
     if missing:
         raise MissingValues(missing)
+    unsafe = sorted({name for name in PLACEHOLDER.findall(text) if CONTROL.search(str(values[name]))})
+    if unsafe:
+        raise ValueError(f"a line break or control character in the value of: {', '.join(unsafe)}")
     return PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), text)

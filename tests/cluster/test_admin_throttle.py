@@ -10,6 +10,7 @@ import json
 import random
 import time
 from base64 import b64encode
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from scrape import metric_sum
@@ -125,6 +126,19 @@ def test_honest_volume_from_one_address_is_not_throttled(stack):
         connection.request("GET", "/api/chart")
         assert connection.getresponse().status == 200
         connection.close()
+
+
+def test_concurrent_guesses_get_at_most_the_limit_of_401s(stack):
+    # the attempt is counted before the password is checked, in one atomic step: guesses that
+    # arrive together on every worker of every replica cannot all pass a check made before counting
+    limit = settings_int(stack, "ADMIN_AUTH_MAX_FAILURES", 10)
+    attacker = new_address()
+    with ThreadPoolExecutor(30) as pool:
+        answers = list(pool.map(lambda n: get(stack, (UNKNOWN, REPORT)[n % 2], attacker, f"guess-{n}"), range(90)))
+    statuses = [status for status, _, _ in answers]
+    assert statuses.count(401) <= limit
+    assert statuses.count(401) + statuses.count(429) == len(statuses), statuses
+    assert len({headers["x-served-by"] for status, headers, _ in answers if status == 401}) >= 2
 
 
 def test_without_redis_guessing_is_still_throttled_and_the_admin_still_gets_in(stack, stopped):

@@ -37,6 +37,8 @@ CASES = {
     "NUL in name": ({"name": "Ana\x00", "city": "Quito"}, "jpeg", 400, "invalid_name", "name"),
     "escape in city": ({"name": "Ana", "city": "Qui\x1b[31mto"}, "jpeg", 400, "invalid_city", "city"),
     "bidi override in name": ({"name": "Ana\u202eZ", "city": "Quito"}, "jpeg", 400, "invalid_name", "name"),
+    "zero-width space in name": ({"name": "Ana\u200bPérez", "city": "Quito"}, "jpeg", 400, "invalid_name", "name"),
+    "a Hangul filler as name": ({"name": "\u3164", "city": "Quito"}, "jpeg", 400, "invalid_name", "name"),
     "digits only city": ({"name": "Ana", "city": "12345"}, "jpeg", 400, "invalid_city", "city"),
     "text behind a .jpg name": (
         VALID,

@@ -59,7 +59,7 @@ def test_a_refused_report_does_not_refresh_the_cache(http, stack):
 def test_cold_cache_is_filled_from_the_database(http, stack):
     import redis
 
-    direct = redis.Redis(port=stack.settings.ports["REDIS_PORT"])
+    direct = redis.Redis.from_url(stack.settings.redis_url)
     direct.flushdb()
     direct.ping()  # the fence a writer owes the middleware's copies (see chart_cache.store)
     first = _chart(http, stack)
@@ -92,7 +92,7 @@ def test_a_change_in_redis_is_served_by_every_middleware_process_at_once(http, s
     for _ in range(30):  # every worker and thread has served, and now holds, the current chart
         assert _chart(http, stack)["cache"] == "hit"
     marker = f"direct-{uuid.uuid4().hex[:8]}"
-    direct = redis.Redis(port=stack.settings.ports["REDIS_PORT"])
+    direct = redis.Redis.from_url(stack.settings.redis_url)
     direct.hset(chart_cache.DATA_KEY, "data", json.dumps({"cities": [], "total": -1, "generated_at": marker}))
     direct.ping()  # the fence a writer owes the copies (see chart_cache.store)
     try:
@@ -156,9 +156,7 @@ def test_chart_recovers_the_cache_when_redis_returns(http, stack, stopped):
 def cache_app(stack):
     """chart_cache on the test stack's Redis, in a database of its own (15), emptied afterwards."""
     app = Flask(__name__)
-    app.config.update(
-        REDIS_URL=f"redis://127.0.0.1:{stack.settings.ports['REDIS_PORT']}/15", CHART_CACHE_TTL_SECONDS=60
-    )
+    app.config.update(REDIS_URL=stack.settings.redis_url.removesuffix("/0") + "/15", CHART_CACHE_TTL_SECONDS=60)
     chart_cache.init_app(app)
     with app.app_context():
         app.extensions["redis"].flushdb()

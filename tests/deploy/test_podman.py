@@ -82,7 +82,7 @@ def containers(images, stack):
             {
                 **common,
                 "BIND": f"127.0.0.1:{middleware_port}",
-                "REDIS_URL": f"redis://127.0.0.1:{s.ports['REDIS_PORT']}/0",
+                "REDIS_URL": s.redis_url,
                 "INSTANCES_URL": instance_url,
             },
         )

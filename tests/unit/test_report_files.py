@@ -34,6 +34,8 @@ NAMES = [
     "@{}",
     "# {}",
     "line\nbreak {}",
+    "_x0041_ escaped {}",  # the format's own escape syntax, to be read as written
+    "bell\x07 {}",  # a control character XML cannot hold (a direct database write)
 ]
 
 
@@ -184,18 +186,21 @@ def test_the_sheets_are_exactly_those_openpyxl_saves_itself(monkeypatch):
     assert workbook.sheetnames == ["Summary", *TITLES]
     assert workbook["Summary"]["C2"].hyperlink.location == f"'{TITLES[0]}'!A1"
     sheet = workbook[TITLES[1]]
-    assert [cell.value for cell in sheet["A"][1 : 1 + len(NAMES)]] == [name.format(n) for n, name in enumerate(NAMES)]
+    # openpyxl reads escape sequences back as written (LibreOffice decodes them: test_report_in_libreoffice)
+    written = [report.ooxml_text(name.format(n)) for n, name in enumerate(NAMES)]
+    assert [cell.value for cell in sheet["A"][1 : 1 + len(NAMES)]] == written
     assert all(cell.data_type == "s" for cell in sheet["A"][1 : 1 + len(NAMES)])
     assert all(cell.is_date for cell in sheet["C"][1 : 1 + per_city])
     assert sheet["B2"].value == CITY_NAMES[1]
 
 
-CITY_NAMES = ["Quito & <Norte>", "=Cuenca", " Loja [sur]"]
-TITLES = ["Quito & <Norte>", "=Cuenca", "Loja sur"]
+CITY_NAMES = ["Quito & <Norte>", "=Cuenca", " Loja [sur] _x005B_"]
+TITLES = ["Quito & <Norte>", "=Cuenca", "Loja sur x005B_"]
 
 
 def _as_text(sheet, value):
-    cell = WriteOnlyCell(sheet, value=value)
+    # openpyxl writes text as it is; the report escapes the format's escape syntax first
+    cell = WriteOnlyCell(sheet, value=report.ooxml_text(value))
     cell.data_type = "s"
     return cell
 
@@ -226,10 +231,26 @@ def test_a_scan_that_fails_fails_the_stream(monkeypatch):
         ("summary", "summary (2)"),
         ("\t", "City"),
         ("San Francisco de Quito, capital de la República", "San Francisco de Qu…a República"),
+        ("Ibarra_x005B_", "Ibarra x005B_"),  # no escape sequence a reader would decode
     ],
 )
 def test_sheet_titles_follow_excels_rules(city, title):
     assert report.SheetTitles()(city) == title
+
+
+@pytest.mark.parametrize(
+    "cities",
+    [
+        ("Diyarbakır", "DIYARBAKIR"),  # dotless i: apart under casefold(), one title upper-cased
+        ("Straße", "STRASSE"),
+        ("Ｑｕｉｔｏ", "quito"),  # full width
+        ("ǅupa", "ǄUPA"),  # a title-case letter
+        ("Kelvin", "\u212aelvin"),  # the Kelvin sign
+    ],
+)
+def test_titles_spreadsheet_programs_take_for_one_are_numbered(cities):
+    titles = report.SheetTitles()
+    assert [titles(city) for city in cities] == [cities[0], f"{cities[1]} (2)"]
 
 
 def _valid(title: str) -> bool:
