@@ -2,7 +2,9 @@
 
 They read the same prometheus/ and alertmanager/ files as docker-compose and Kubernetes;
 natively, Prometheus's config is linked beside generated target files, and Alertmanager's
-template is rendered with this machine's values.
+template is rendered with this machine's values. Prometheus and Alertmanager run as pairs
+(docs/architecture.md): two identical Prometheus servers told apart by PROMETHEUS_REPLICA, two
+Alertmanagers gossiping on 127.0.0.1 so that one incident is one mail.
 """
 
 import shutil
@@ -13,7 +15,7 @@ from pathlib import Path
 from stack.part import Part
 from stack.prometheus_targets import write_targets
 from stack.render import render
-from stack.settings import ROOT, Settings
+from stack.settings import PAIR, ROOT, Settings
 
 
 def _link(link: Path, target: Path) -> None:
@@ -32,23 +34,63 @@ def observability(s: Settings) -> list[Part]:
     def listen(name: str) -> str:
         return f"127.0.0.1:{p[name]}"
 
-    prometheus_dir = s.run_dir / "prometheus"
+    prometheus_dir = s.run_dir / "prometheus"  # one config and target folder for both members
 
-    def prepare_prometheus():
+    def prepare_prometheus(n: int):
         prometheus_dir.mkdir(parents=True, exist_ok=True)
-        (s.data_dir / "prometheus").mkdir(parents=True, exist_ok=True)
+        (s.data_dir / f"prometheus-{n}").mkdir(parents=True, exist_ok=True)
         _link(prometheus_dir / "prometheus.yml", ROOT / "prometheus/prometheus.yml")
         _link(prometheus_dir / "rules", ROOT / "prometheus/rules")
         write_targets(prometheus_dir / "targets", p)
 
     alertmanager_dir = s.run_dir / "alertmanager"
 
-    def prepare_alertmanager():
+    def prepare_alertmanager(n: int):
         alertmanager_dir.mkdir(parents=True, exist_ok=True)
-        (s.data_dir / "alertmanager").mkdir(parents=True, exist_ok=True)
+        (s.data_dir / f"alertmanager-{n}").mkdir(parents=True, exist_ok=True)
         _link(alertmanager_dir / "templates", ROOT / "alertmanager/templates")
         (alertmanager_dir / "alertmanager.yml").write_text(
             render((ROOT / "alertmanager/alertmanager.yml").read_text(), alerting_values(s))
+        )
+
+    def prometheus(n: int) -> Part:
+        address = f"127.0.0.1:{s.member_port('PROMETHEUS', n)}"
+        return Part(
+            f"prometheus-{n}",
+            [
+                _bin("prometheus"),
+                f"--config.file={prometheus_dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={s.data_dir / f'prometheus-{n}'}",
+                "--storage.tsdb.retention.time=15d",
+                f"--web.listen-address={address}",
+                f"--web.external-url=http://{address}",
+                # Prometheus 2 reads ${PROMETHEUS_REPLICA} in external_labels only when asked
+                "--enable-feature=expand-external-labels",
+            ],
+            f"http://{address}/-/ready",
+            s.member_port("PROMETHEUS", n),
+            env={"PROMETHEUS_REPLICA": f"prometheus-{n}"},
+            prepare=lambda: prepare_prometheus(n),
+        )
+
+    def alertmanager(n: int) -> Part:
+        address = f"127.0.0.1:{s.member_port('ALERTMANAGER', n)}"
+        twin = PAIR[-n]  # the other member: 1 -> 2, 2 -> 1
+        return Part(
+            f"alertmanager-{n}",
+            [
+                _bin("prometheus-alertmanager"),
+                f"--config.file={alertmanager_dir / 'alertmanager.yml'}",
+                f"--storage.path={s.data_dir / f'alertmanager-{n}'}",
+                f"--web.listen-address={address}",
+                f"--web.external-url=http://{address}",
+                # the gossip (TCP and UDP) stays on this machine, like every other port
+                f"--cluster.listen-address=127.0.0.1:{s.member_port('ALERTMANAGER_CLUSTER', n)}",
+                f"--cluster.peer=127.0.0.1:{s.member_port('ALERTMANAGER_CLUSTER', twin)}",
+            ],
+            f"http://{address}/-/ready",
+            s.member_port("ALERTMANAGER", n),
+            prepare=lambda: prepare_alertmanager(n),
         )
 
     def exporter(name: str, binary: str, port_key: str, *flags: str) -> Part:
@@ -93,34 +135,8 @@ def observability(s: Settings) -> list[Part]:
             "BLACKBOX_EXPORTER_PORT",
             f"--config.file={ROOT / 'prometheus/blackbox.yml'}",
         ),
-        Part(
-            "prometheus",
-            [
-                _bin("prometheus"),
-                f"--config.file={prometheus_dir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={s.data_dir / 'prometheus'}",
-                "--storage.tsdb.retention.time=15d",
-                f"--web.listen-address={listen('PROMETHEUS_PORT')}",
-                f"--web.external-url=http://{listen('PROMETHEUS_PORT')}",
-            ],
-            f"http://{listen('PROMETHEUS_PORT')}/-/ready",
-            p["PROMETHEUS_PORT"],
-            prepare=prepare_prometheus,
-        ),
-        Part(
-            "alertmanager",
-            [
-                _bin("prometheus-alertmanager"),
-                f"--config.file={alertmanager_dir / 'alertmanager.yml'}",
-                f"--storage.path={s.data_dir / 'alertmanager'}",
-                f"--web.listen-address={listen('ALERTMANAGER_PORT')}",
-                f"--web.external-url=http://{listen('ALERTMANAGER_PORT')}",
-                "--cluster.listen-address=",
-            ],  # one node: no gossip port
-            f"http://{listen('ALERTMANAGER_PORT')}/-/ready",
-            p["ALERTMANAGER_PORT"],
-            prepare=prepare_alertmanager,
-        ),
+        *(prometheus(n) for n in PAIR),
+        *(alertmanager(n) for n in PAIR),
     ]
 
 
