@@ -34,10 +34,13 @@ from loadtests.timeline_plot import Fault, MailEvent, is_registration
 from mailsink.watch import MailWatch, alert_mail
 from stack import supervisor
 from stack.parts import all_parts
-from stack.settings import ROOT, Settings, load
+from stack.settings import PAIR, ROOT, Settings, load
 
-# What on-call is promised: the firing email within 60 s of the stop, resolved within 90 s.
+# What on-call is promised: the firing email within 60 s of the stop, resolved within 90 s;
+# for a member of the monitoring's own pairs, seen by its twin, within 120 s
+# (prometheus/rules/monitoring.yml has the arithmetic).
 FIRING_LIMIT_S = 60
+MONITORING_FIRING_LIMIT_S = 120
 RESOLVED_LIMIT_S = 90
 
 REGISTRATION = timeline_plot.REGISTRATION
@@ -75,7 +78,19 @@ VICTIMS = {
             or _report_cut_short(row)
         ),
     ),
+    # the monitoring watches itself: nothing the clients do depends on it, so nothing may fail
+    **{
+        f"{pair}-{n}": (alert, lambda row: False)
+        for pair, alert in (("prometheus", "PrometheusDown"), ("alertmanager", "AlertmanagerDown"))
+        for n in PAIR
+    },
 }
+# a pair's own name is its first member
+ALIASES = {"prometheus": "prometheus-1", "alertmanager": "alertmanager-1"}
+
+
+def firing_limit_s(victim: str) -> float:
+    return MONITORING_FIRING_LIMIT_S if victim.startswith(tuple(ALIASES)) else FIRING_LIMIT_S
 
 
 def p95(values: list[float]) -> float | None:
@@ -188,7 +203,9 @@ def run(args: argparse.Namespace) -> int:
     if down:
         print(f"the stack is not fully up ({', '.join(down)}); start it with ./init.sh", file=sys.stderr)
         return 2
+    args.victim = ALIASES.get(args.victim, args.victim)
     alert, documented = VICTIMS[args.victim]
+    firing_limit = firing_limit_s(args.victim)
     victim = parts[args.victim]
     out = args.out or s.var / "drills" / datetime.now(UTC).strftime(f"%Y%m%dT%H%M%SZ-{args.victim}")
     out.mkdir(parents=True, exist_ok=True)
@@ -232,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 supervisor.stop(s, victim)
                 say(f"stopped {args.victim}; waiting for the {alert} email")
-            alert_s = wait_mail("FIRING", timeout=max(args.outage, FIRING_LIMIT_S * 1.5))
+            alert_s = wait_mail("FIRING", timeout=max(args.outage, firing_limit * 1.5))
             say(f"firing email after {alert_s:.1f}s" if alert_s is not None else "no firing email")
             remaining = args.outage - (time.time() - stopped_at)
             if remaining > 0:
@@ -308,8 +325,8 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         kinds = sorted({f"{row['name']} -> {row['status']} {row['code'] or ''}".strip() for row in failed})
         problems.append(f"{len(failed)} requests failed: {'; '.join(kinds[:5])}")
-    if not args.freeze and (alert_s is None or alert_s > FIRING_LIMIT_S):
-        problems.append(f"the firing email did not arrive within {FIRING_LIMIT_S}s")
+    if not args.freeze and (alert_s is None or alert_s > firing_limit):
+        problems.append(f"the firing email did not arrive within {firing_limit}s")
     if not args.freeze and (resolved_s is None or resolved_s > RESOLVED_LIMIT_S):
         problems.append(f"the resolved email did not arrive within {RESOLVED_LIMIT_S}s")
     if result["records_without_photo"] or result["orphan_photos"]:
@@ -326,7 +343,10 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./init.sh drill", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--victim", default="instance-2", choices=sorted(VICTIMS), help="the part to stop (default: %(default)s)"
+        "--victim",
+        default="instance-2",
+        choices=sorted([*VICTIMS, *ALIASES]),
+        help="the part to stop; prometheus and alertmanager name the first of their pair (default: %(default)s)",
     )
     fault = parser.add_mutually_exclusive_group()
     fault.add_argument(

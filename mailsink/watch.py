@@ -28,10 +28,20 @@ class MailWatch:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.seen = set(self._names())
+        self.before = set(self._names())
+        self.seen = set(self.before)
 
     def _names(self) -> list[str]:
         return sorted(path.name for path in self.folder.glob("*.eml")) if self.folder.exists() else []
+
+    def _read(self, name: str) -> EmailMessage:
+        return email.message_from_bytes((self.folder / name).read_bytes(), policy=email_policy)
+
+    def arrived(self, matches: Callable[[EmailMessage], bool] = lambda message: True) -> list[EmailMessage]:
+        """Every message since the watch began that `matches`, whether handed out or not: how
+        many mails one incident sent."""
+        new = (self._read(name) for name in self._names() if name not in self.before)
+        return [message for message in new if matches(message)]
 
     def wait(
         self, matches: Callable[[EmailMessage], bool] = lambda message: True, timeout: float = 60.0
@@ -44,7 +54,7 @@ class MailWatch:
                 if name in self.seen:
                     continue
                 self.seen.add(name)
-                message = email.message_from_bytes((self.folder / name).read_bytes(), policy=email_policy)
+                message = self._read(name)
                 if matches(message):
                     return message
             if time.monotonic() >= deadline:

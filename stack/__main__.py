@@ -8,7 +8,7 @@ import sys
 
 from stack import logview, seed, supervisor
 from stack.parts import all_parts
-from stack.settings import ROOT, BadSecret, load
+from stack.settings import PAIR, ROOT, BadSecret, load
 
 
 def _find(parts, name):
@@ -32,10 +32,11 @@ def up(args) -> int:
     print(f"\nRegistration site: {s.public_url}/")
     print(f"Chart:             {s.public_url}/api/chart")
     print(f"Report (admin):    {s.public_url}/api/reports/cities.xlsx")
-    if any(p.name == "prometheus" for p in all_parts(s)):
-        print(f"Prometheus:        http://127.0.0.1:{s.ports['PROMETHEUS_PORT']}/")
-        print(f"Dashboards:        http://127.0.0.1:{s.ports['PROMETHEUS_PORT']}/consoles/index.html")
-        print(f"Alertmanager:      http://127.0.0.1:{s.ports['ALERTMANAGER_PORT']}/")
+    if any(p.name == "prometheus-1" for p in all_parts(s)):
+        for kind in ("Prometheus", "Alertmanager"):
+            urls = (f"http://127.0.0.1:{s.member_port(kind.upper(), n)}/" for n in PAIR)
+            print(f"{kind + ':':<18} {'  '.join(urls)}")
+        print(f"Dashboards:        http://127.0.0.1:{s.member_port('PROMETHEUS', 1)}/consoles/index.html")
         print(f"Alert mail:        {s.mail_dir}/")
     print(f"Logs:              ./init.sh logs [part] [--browse]   ({s.log_dir}/)")
     print(f"Admin login:       admin / {s.secrets['ADMIN_PASSWORD']}")
@@ -85,12 +86,16 @@ def freeze_part(args) -> int:
 
 def reload_part(args) -> int:
     s = load()
-    try:
-        supervisor.reload(s, _find(all_parts(s), args.part))
-    except ValueError as error:
-        print(error, file=sys.stderr)
-        return 2
-    print(f"{args.part} asked to reload its configuration (SIGHUP)")
+    parts = all_parts(s)
+    # a pair's name (prometheus, alertmanager) reloads both members: they read the same files
+    members = [p for p in parts if p.name in (f"{args.part}-{n}" for n in PAIR)] or [_find(parts, args.part)]
+    for part in members:
+        try:
+            supervisor.reload(s, part)
+        except ValueError as error:
+            print(error, file=sys.stderr)
+            return 2
+        print(f"{part.name} asked to reload its configuration (SIGHUP)")
     return 0
 
 
@@ -168,7 +173,7 @@ def main() -> int:
         ("stop", stop_part, "stop one part"),
         ("freeze", freeze_part, "SIGSTOP one part (a hung machine)"),
         ("thaw", freeze_part, "SIGCONT a frozen part"),
-        ("reload", reload_part, "SIGHUP one part: prometheus, alertmanager re-read their files"),
+        ("reload", reload_part, "SIGHUP prometheus[-1|-2], alertmanager[-1|-2]: re-read their files"),
     ):
         command = sub.add_parser(name, help=text)
         command.add_argument("part")

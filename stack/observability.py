@@ -2,7 +2,9 @@
 
 They read the same prometheus/ and alertmanager/ files as docker-compose and Kubernetes;
 natively, Prometheus's config is linked beside generated target files, and Alertmanager's
-template is rendered with this machine's values.
+template is rendered with this machine's values. Prometheus and Alertmanager run as pairs
+(docs/architecture.md): two identical Prometheus servers told apart by PROMETHEUS_REPLICA, two
+Alertmanagers gossiping on 127.0.0.1 so that one incident is one mail.
 """
 
 import shutil
@@ -14,7 +16,7 @@ from stack.consoles import LIBRARY_DIR, write_consoles
 from stack.part import Part
 from stack.prometheus_targets import write_targets
 from stack.render import render
-from stack.settings import ROOT, Settings
+from stack.settings import PAIR, ROOT, Settings
 
 
 def _link(link: Path, target: Path) -> None:
@@ -33,11 +35,11 @@ def observability(s: Settings) -> list[Part]:
     def listen(name: str) -> str:
         return f"127.0.0.1:{p[name]}"
 
-    prometheus_dir = s.run_dir / "prometheus"
+    prometheus_dir = s.run_dir / "prometheus"  # one config and target folder for both members
 
-    def prepare_prometheus():
+    def prepare_prometheus(n: int):
         prometheus_dir.mkdir(parents=True, exist_ok=True)
-        (s.data_dir / "prometheus").mkdir(parents=True, exist_ok=True)
+        (s.data_dir / f"prometheus-{n}").mkdir(parents=True, exist_ok=True)
         _link(prometheus_dir / "prometheus.yml", ROOT / "prometheus/prometheus.yml")
         _link(prometheus_dir / "rules", ROOT / "prometheus/rules")
         write_targets(prometheus_dir / "targets", p)
@@ -45,12 +47,55 @@ def observability(s: Settings) -> list[Part]:
 
     alertmanager_dir = s.run_dir / "alertmanager"
 
-    def prepare_alertmanager():
+    def prepare_alertmanager(n: int):
         alertmanager_dir.mkdir(parents=True, exist_ok=True)
-        (s.data_dir / "alertmanager").mkdir(parents=True, exist_ok=True)
+        (s.data_dir / f"alertmanager-{n}").mkdir(parents=True, exist_ok=True)
         _link(alertmanager_dir / "templates", ROOT / "alertmanager/templates")
         (alertmanager_dir / "alertmanager.yml").write_text(
             render((ROOT / "alertmanager/alertmanager.yml").read_text(), alerting_values(s))
+        )
+
+    def prometheus(n: int) -> Part:
+        address = f"127.0.0.1:{s.member_port('PROMETHEUS', n)}"
+        return Part(
+            f"prometheus-{n}",
+            [
+                _bin("prometheus"),
+                f"--config.file={prometheus_dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={s.data_dir / f'prometheus-{n}'}",
+                "--storage.tsdb.retention.time=15d",
+                f"--web.listen-address={address}",
+                f"--web.external-url=http://{address}",
+                # Prometheus 2 reads ${PROMETHEUS_REPLICA} in external_labels only when asked
+                "--enable-feature=expand-external-labels",
+                # every member serves the dashboards' console pages (stack/consoles.py)
+                f"--web.console.templates={prometheus_dir / 'consoles'}",
+                f"--web.console.libraries={LIBRARY_DIR}",
+            ],
+            f"http://{address}/-/ready",
+            s.member_port("PROMETHEUS", n),
+            env={"PROMETHEUS_REPLICA": f"prometheus-{n}"},
+            prepare=lambda: prepare_prometheus(n),
+        )
+
+    def alertmanager(n: int) -> Part:
+        address = f"127.0.0.1:{s.member_port('ALERTMANAGER', n)}"
+        twin = PAIR[-n]  # the other member: 1 -> 2, 2 -> 1
+        return Part(
+            f"alertmanager-{n}",
+            [
+                _bin("prometheus-alertmanager"),
+                f"--config.file={alertmanager_dir / 'alertmanager.yml'}",
+                f"--storage.path={s.data_dir / f'alertmanager-{n}'}",
+                f"--web.listen-address={address}",
+                f"--web.external-url=http://{address}",
+                # the gossip (TCP and UDP) stays on this machine, like every other port
+                f"--cluster.listen-address=127.0.0.1:{s.member_port('ALERTMANAGER_CLUSTER', n)}",
+                f"--cluster.peer=127.0.0.1:{s.member_port('ALERTMANAGER_CLUSTER', twin)}",
+            ],
+            f"http://{address}/-/ready",
+            s.member_port("ALERTMANAGER", n),
+            prepare=lambda: prepare_alertmanager(n),
         )
 
     def exporter(name: str, binary: str, port_key: str, *flags: str, env: dict | None = None) -> Part:
@@ -100,45 +145,9 @@ def observability(s: Settings) -> list[Part]:
             "BLACKBOX_EXPORTER_PORT",
             f"--config.file={ROOT / 'prometheus/blackbox.yml'}",
         ),
-        prometheus_part(
-            "prometheus", prometheus_dir, s.data_dir / "prometheus", listen("PROMETHEUS_PORT"), prepare_prometheus
-        ),
-        Part(
-            "alertmanager",
-            [
-                _bin("prometheus-alertmanager"),
-                f"--config.file={alertmanager_dir / 'alertmanager.yml'}",
-                f"--storage.path={s.data_dir / 'alertmanager'}",
-                f"--web.listen-address={listen('ALERTMANAGER_PORT')}",
-                f"--web.external-url=http://{listen('ALERTMANAGER_PORT')}",
-                "--cluster.listen-address=",
-            ],  # one node: no gossip port
-            f"http://{listen('ALERTMANAGER_PORT')}/-/ready",
-            p["ALERTMANAGER_PORT"],
-            prepare=prepare_alertmanager,
-        ),
+        *(prometheus(n) for n in PAIR),
+        *(alertmanager(n) for n in PAIR),
     ]
-
-
-def prometheus_part(name: str, run_dir: Path, data_dir: Path, address: str, prepare) -> Part:
-    """A native Prometheus; every one serves the dashboards' console pages (stack/consoles.py),
-    which its prepare writes into run_dir/consoles."""
-    return Part(
-        name,
-        [
-            _bin("prometheus"),
-            f"--config.file={run_dir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={data_dir}",
-            "--storage.tsdb.retention.time=15d",
-            f"--web.listen-address={address}",
-            f"--web.external-url=http://{address}",
-            f"--web.console.templates={run_dir / 'consoles'}",
-            f"--web.console.libraries={LIBRARY_DIR}",
-        ],
-        f"http://{address}/-/ready",
-        int(address.rpartition(":")[2]),
-        prepare=prepare,
-    )
 
 
 def alerting_values(s: Settings) -> dict[str, str]:

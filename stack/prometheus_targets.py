@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from stack.settings import INSTANCES
+from stack.settings import INSTANCES, PAIR, member_port
 
 
 def _group(address: str, **labels: str) -> dict:
@@ -48,8 +48,14 @@ def native_targets(ports: Mapping[str, int], host: str = "127.0.0.1") -> dict[st
             _group(at("MONGO_PORT"), __blackbox_address__=blackbox, target_name="mongodb"),
             _group(at("REDIS_PORT"), __blackbox_address__=blackbox, target_name="redis"),
         ],
-        "prometheus.yml": [_group(at("PROMETHEUS_PORT"), target_name="prometheus")],
-        "alertmanager.yml": [_group(at("ALERTMANAGER_PORT"), target_name="alertmanager")],
+        # each Prometheus scrapes both (its twin's `up` is what tells of a dead one), and sends
+        # every alert to both Alertmanagers, which agree among themselves who mails it
+        "prometheus.yml": [
+            _group(f"{host}:{member_port(ports, 'PROMETHEUS', n)}", target_name=f"prometheus-{n}") for n in PAIR
+        ],
+        "alertmanager.yml": [
+            _group(f"{host}:{member_port(ports, 'ALERTMANAGER', n)}", target_name=f"alertmanager-{n}") for n in PAIR
+        ],
     }
 
 

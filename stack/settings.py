@@ -7,6 +7,7 @@ folder to var/test, so a test run never touches a stack that is already running.
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +26,13 @@ DEFAULT_PORTS = {
     "PHOTO_STORE_PORT": 8090,
     "REDIS_PORT": 6390,
     "MONGO_PORT": 27027,
+    # the monitoring runs as pairs, each member watching its twin (stack/observability.py)
     "PROMETHEUS_PORT": 9090,
+    "PROMETHEUS_2_PORT": 9092,
     "ALERTMANAGER_PORT": 9093,
+    "ALERTMANAGER_CLUSTER_PORT": 9094,
+    "ALERTMANAGER_2_PORT": 9095,
+    "ALERTMANAGER_2_CLUSTER_PORT": 9097,
     "NODE_EXPORTER_PORT": 9100,
     "NGINX_EXPORTER_PORT": 9113,
     "REDIS_EXPORTER_PORT": 9121,
@@ -34,6 +40,7 @@ DEFAULT_PORTS = {
     "MAIL_SINK_PORT": 2525,
 }
 INSTANCES = 3
+PAIR = (1, 2)  # the members of each monitoring pair: prometheus-1/-2, alertmanager-1/-2
 GENERATED_SECRETS = ("ADMIN_PASSWORD", "PHOTO_STORE_TOKEN", "PHOTO_LINK_SECRET", "REDIS_PASSWORD")
 # Secrets go into configuration files (nginx, redis.conf) and URLs (REDIS_URL): only characters
 # that need no quoting in any of them, and long enough not to be guessed.
@@ -50,6 +57,16 @@ def check_secret(name: str, value: str) -> str:
             f"{name} must be 16 to 128 characters of A-Z, a-z, 0-9, '_' and '-' (it goes into config files and URLs)"
         )
     return value
+
+
+def member_port(ports: Mapping[str, int], kind: str, n: int) -> int:
+    """Pair member n's port of `kind` (PROMETHEUS, ALERTMANAGER, ALERTMANAGER_CLUSTER): the
+    first member's names carry no number (ALERTMANAGER_CLUSTER_PORT), the second's do
+    (ALERTMANAGER_2_CLUSTER_PORT)."""
+    if n == 1:
+        return ports[f"{kind}_PORT"]
+    head, _, tail = kind.partition("_")
+    return ports["_".join([head, str(n), *filter(None, [tail]), "PORT"])]
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -109,6 +126,9 @@ class Settings:
 
     def instance_port(self, n: int) -> int:
         return self.ports["INSTANCE_BASE_PORT"] + n - 1
+
+    def member_port(self, kind: str, n: int) -> int:
+        return member_port(self.ports, kind, n)
 
     @property
     def public_url(self) -> str:

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from stack.part import Part
-from stack.settings import ROOT, Settings
+from stack.settings import PAIR, ROOT, Settings
 
 
 def pid_file(s: Settings, part: Part) -> Path:
@@ -164,7 +164,7 @@ def freeze(s: Settings, part: Part, frozen: bool) -> None:
 
 # Parts whose whole process group takes SIGHUP as "read your files again"; to a gunicorn
 # group it would be fatal (its workers die of it), so nothing else is reloaded this way.
-RELOADABLE = ("prometheus", "alertmanager")
+RELOADABLE = tuple(f"{kind}-{n}" for kind in ("prometheus", "alertmanager") for n in PAIR)
 
 
 def reload(s: Settings, part: Part) -> None:

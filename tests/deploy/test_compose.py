@@ -13,10 +13,13 @@ from stack.render import render
 SHARED_CONFIG_MOUNTS = {
     "nginx": {"nginx/templates/default.conf.template": "/etc/nginx/templates/default.conf.template"},
     "photo-store": {"photo-store/templates/default.conf.template": "/etc/nginx/templates/default.conf.template"},
-    "prometheus": {
-        "prometheus/prometheus.yml": "/etc/prometheus/prometheus.yml",
-        "prometheus/rules": "/etc/prometheus/rules",
-        "prometheus/targets/compose": "/etc/prometheus/targets",
+    **{
+        f"prometheus-{n}": {
+            "prometheus/prometheus.yml": "/etc/prometheus/prometheus.yml",
+            "prometheus/rules": "/etc/prometheus/rules",
+            "prometheus/targets/compose": "/etc/prometheus/targets",
+        }
+        for n in (1, 2)
     },
     "blackbox-exporter": {"prometheus/blackbox.yml": "/etc/blackbox_exporter/config.yml"},
     "alertmanager-config": {"alertmanager": "/source"},
@@ -28,13 +31,24 @@ SHARED_CONFIG_MOUNTS = {
     "alloy": {"alloy/config.alloy": "/etc/alloy/config.alloy"},
 }
 
-PUBLISHED = {"nginx": 8080, "grafana": 3000, "prometheus": 9090, "alertmanager": 9093, "mailpit": 8025}
+PUBLISHED = {
+    "nginx": 8080,
+    "grafana": 3000,
+    "prometheus-1": 9090,
+    "prometheus-2": 9090,
+    "alertmanager-1": 9093,
+    "alertmanager-2": 9093,
+    "mailpit": 8025,
+}
 
 STATE_VOLUMES = {
     "mongodb": "/data/db",
     "redis": "/data",
     "photo-store": "/var/lib/photos",
-    "prometheus": "/prometheus",
+    "prometheus-1": "/prometheus",
+    "prometheus-2": "/prometheus",
+    "alertmanager-1": "/alertmanager",
+    "alertmanager-2": "/alertmanager",
     "loki": "/loki",
     "grafana": "/var/lib/grafana",
 }
@@ -68,8 +82,10 @@ def test_compose_config_validates(compose):
         "mongodb",
         "redis",
         "photo-store",
-        "prometheus",
-        "alertmanager",
+        "prometheus-1",
+        "prometheus-2",
+        "alertmanager-1",
+        "alertmanager-2",
         "node-exporter",
         "nginx-exporter",
         "redis-exporter",
@@ -149,7 +165,10 @@ def test_backends_sit_only_on_internal_networks(compose):
     assert others == []
 
 
-@pytest.mark.parametrize("name", ["mongodb", "redis", "photo-store", "prometheus", "grafana"])
+@pytest.mark.parametrize(
+    "name",
+    ["mongodb", "redis", "photo-store", "prometheus-1", "prometheus-2", "alertmanager-1", "alertmanager-2", "grafana"],
+)
 def test_stateful_parts_have_healthchecks(compose, name):
     assert compose["services"][name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
@@ -209,9 +228,30 @@ def test_alertmanager_template_is_rendered_with_every_placeholder(compose):
     for name in placeholders(repo_file("alertmanager/alertmanager.yml")):
         assert f"${{{name}}}" in script.replace("$$", "$"), f"{name} is not substituted"
         assert name in renderer["environment"], f"{name} has no value"
-    alertmanager = compose["services"]["alertmanager"]
-    assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager["command"]
-    assert alertmanager["depends_on"]["alertmanager-config"]["condition"] == "service_completed_successfully"
+    for name in ("alertmanager-1", "alertmanager-2"):
+        alertmanager = compose["services"][name]
+        assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager["command"]
+        assert alertmanager["depends_on"]["alertmanager-config"]["condition"] == "service_completed_successfully"
+
+
+def test_the_monitoring_runs_as_pairs(compose):
+    """Two Prometheus servers told apart only by their replica label, two Alertmanagers each
+    naming the other as its cluster peer, and every Prometheus sending to and scraping both."""
+    services = compose["services"]
+    assert [services[f"prometheus-{n}"]["environment"]["PROMETHEUS_REPLICA"] for n in (1, 2)] == [
+        "prometheus-1",
+        "prometheus-2",
+    ]
+    assert services["prometheus-1"]["command"] == services["prometheus-2"]["command"]
+    for n, twin in ((1, 2), (2, 1)):
+        command = services[f"alertmanager-{n}"]["command"]
+        assert f"--cluster.peer=alertmanager-{twin}:9094" in command
+        assert "--cluster.listen-address=0.0.0.0:9094" in command
+    for job in ("prometheus", "alertmanager"):
+        targets = yaml.safe_load(repo_file(f"prometheus/targets/compose/{job}.yml").read_text())
+        assert sorted(t for group in targets for t in group["targets"]) == [
+            f"{job}-{n}:{9090 if job == 'prometheus' else 9093}" for n in (1, 2)
+        ]
 
 
 def test_grafana_dashboards_are_mounted_where_the_provider_reads_them(compose):
@@ -335,7 +375,7 @@ def test_nginx_resolves_the_upstream_names_while_it_runs(compose):
 
 
 def test_prometheus_lifecycle_api_is_off(compose):
-    assert not any("enable-lifecycle" in arg for arg in compose["services"]["prometheus"]["command"])
+    assert not any("enable-lifecycle" in arg for arg in compose["services"]["prometheus-1"]["command"])
 
 
 def test_the_metrics_folder_is_writable_for_the_images_user(compose):

@@ -60,3 +60,16 @@ def test_files_are_written_as_valid_file_sd_yaml(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(k8s_targets.FILES)
     for name, entries in files.items():
         assert yaml.safe_load((tmp_path / name).read_text()) == json.loads(json.dumps(entries))
+
+
+def test_the_monitoring_pairs_are_targets_by_stable_name_even_when_their_pods_are_gone():
+    # a member that is gone must fail its scrape (PrometheusDown, AlertmanagerDown), not vanish
+    files = k8s_targets.build_targets([pod("prometheus-0", "prometheus", "10.0.0.7")])
+    assert files["prometheus.yml"] == [
+        {"targets": ["prometheus-0.prometheus-headless:9090"], "labels": {"target_name": "prometheus-0"}},
+        {"targets": ["prometheus-1.prometheus-headless:9090"], "labels": {"target_name": "prometheus-1"}},
+    ]
+    assert [e["targets"] for e in files["alertmanager.yml"]] == [
+        ["alertmanager-0.alertmanager-headless:9093"],
+        ["alertmanager-1.alertmanager-headless:9093"],
+    ]

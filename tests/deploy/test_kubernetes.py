@@ -1,6 +1,7 @@
 """k8s/: both overlays render, validate against the Kubernetes schemas, and keep the contract."""
 
 import base64
+import importlib.util
 import re
 import subprocess
 from pathlib import Path
@@ -21,6 +22,10 @@ from deploytools import (
     repo_file,
     shadow_repo,
 )
+
+_spec = importlib.util.spec_from_file_location("k8s_targets", REPO / "k8s/components/monitoring/k8s_targets.py")
+k8s_targets = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(k8s_targets)
 
 # generated ConfigMap -> {key: repository file}: the very files native and compose use
 SHARED_CONFIGMAPS = {
@@ -380,6 +385,40 @@ def test_mongodb_members_never_share_a_node(rendered, overlay):
 def test_prometheus_lifecycle_api_is_off(rendered, overlay):
     container = _pod_spec(one(rendered[overlay], "StatefulSet", "prometheus"))["containers"][0]
     assert not any("enable-lifecycle" in arg for arg in container["args"])
+
+
+def _headless(objects: list[dict], statefulset: dict) -> dict:
+    service = one(objects, "Service", statefulset["spec"]["serviceName"])
+    assert service["spec"].get("clusterIP") == "None", "pod names resolve only through a headless Service"
+    assert service["spec"].get("publishNotReadyAddresses") is True, "a member not yet ready must be found"
+    assert service["spec"]["selector"] == statefulset["spec"]["selector"]["matchLabels"]
+    return service
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_monitoring_runs_as_pairs_watching_each_other(rendered, overlay):
+    """Two Prometheus servers told apart by their pod name, two Alertmanagers naming every
+    member as a peer by its stable name, and the targets naming exactly those pods."""
+    objects = rendered[overlay]
+    for app, port in (("prometheus", 9090), ("alertmanager", 9093)):
+        statefulset = one(objects, "StatefulSet", app)
+        members = [f"{app}-{n}" for n in range(statefulset["spec"]["replicas"])]
+        assert members == list(k8s_targets.PAIR_MEMBERS[app]) and len(members) == 2
+        service = _headless(objects, statefulset)["metadata"]["name"]
+        files = k8s_targets.build_targets([])
+        assert [entry["targets"] for entry in files[f"{app}.yml"]] == [[f"{m}.{service}:{port}"] for m in members]
+    prometheus = _pod_spec(one(objects, "StatefulSet", "prometheus"))["containers"][0]
+    replica = next(e for e in prometheus["env"] if e["name"] == "PROMETHEUS_REPLICA")
+    assert replica["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    statefulset = one(objects, "StatefulSet", "alertmanager")
+    args = _pod_spec(statefulset)["containers"][0]["args"]
+    service = statefulset["spec"]["serviceName"]
+    peers = sorted(arg.split("=", 1)[1] for arg in args if arg.startswith("--cluster.peer="))
+    assert peers == [f"alertmanager-{n}.{service}:9094" for n in (0, 1)]
+    assert "--cluster.listen-address=0.0.0.0:9094" in args
+    assert any(arg.startswith("--web.external-url=") for arg in args)
+    settings = configmap(objects, "alertmanager-settings")["data"]
+    assert settings["ALERTMANAGER_EXTERNAL_URL"].startswith(("http://", "https://"))
 
 
 def test_alloy_collects_every_pod_of_the_namespace():

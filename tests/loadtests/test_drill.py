@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from common import records
-from loadtests.drill import VICTIMS, p95, registration_outcomes
+from loadtests.drill import ALIASES, VICTIMS, firing_limit_s, p95, registration_outcomes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,8 +34,16 @@ def test_each_victim_documents_only_its_own_refusals():
         assert VICTIMS[victim][1](broken_report)
         assert not VICTIMS[victim][1]({**broken_report, "name": "/api/chart"})
     assert not VICTIMS["redis"][1](broken_report) and not VICTIMS["photo-store"][1](broken_report)
-    for victim in ("instance-1", "redis"):
+    for victim in ("instance-1", "redis", "prometheus-1", "alertmanager-2"):
         assert not VICTIMS[victim][1](refused_registration) and not VICTIMS[victim][1](refused_chart)
+
+
+def test_every_member_of_the_monitoring_pairs_is_a_victim_its_twin_reports(stack):
+    members = [name for name in stack.parts if name.startswith(("prometheus-", "alertmanager-"))]
+    assert len(members) == 4 and set(members) <= set(VICTIMS)
+    assert {VICTIMS[name][0] for name in members} == {"PrometheusDown", "AlertmanagerDown"}
+    assert all(ALIASES[pair] in members for pair in ("prometheus", "alertmanager"))
+    assert firing_limit_s("alertmanager-2") == 120 and firing_limit_s("instance-2") == 60
 
 
 def test_registration_outcomes_count_failures_duplicates_and_ghosts(stack):

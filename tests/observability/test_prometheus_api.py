@@ -30,7 +30,7 @@ def test_prometheus_refuses_reload_and_quit_over_http(stack):
 def test_sighup_through_the_supervisor_reloads_prometheus(stack):
     before = _last_reload(stack)
     time.sleep(1.1)  # the timestamp has whole seconds
-    supervisor.reload(stack.settings, stack.parts["prometheus"])
+    supervisor.reload(stack.settings, stack.parts["prometheus-1"])
     assert wait_for(lambda: _last_reload(stack) > before, timeout=10, every=0.2)
     assert requests.get(f"{_prometheus(stack)}/-/ready", timeout=5).status_code == 200
 

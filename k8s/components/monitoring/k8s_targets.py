@@ -33,6 +33,10 @@ FILES = (
     "alertmanager.yml",
 )
 
+# The pods of the two-replica StatefulSets prometheus and alertmanager (tests/deploy checks
+# the replica counts agree).
+PAIR_MEMBERS = {app: (f"{app}-0", f"{app}-1") for app in ("prometheus", "alertmanager")}
+
 
 def _running(pod: dict) -> bool:
     meta, status = pod.get("metadata", {}), pod.get("status", {})
@@ -88,8 +92,16 @@ def build_targets(pods: list[dict], blackbox: str = "blackbox-exporter:9115") ->
             for name, _ in _pods(pods, "mongodb")
         ]
         + [{"targets": ["redis:6379"], "labels": {**probe, "target_name": "redis"}}],
-        "prometheus.yml": [{"targets": ["127.0.0.1:9090"], "labels": {"target_name": "prometheus"}}],
-        "alertmanager.yml": [{"targets": ["alertmanager:9093"], "labels": {"target_name": "alertmanager"}}],
+        # the monitoring pairs by their stable names (a member that is gone fails its scrape):
+        # each Prometheus scrapes its twin and sends every alert to both Alertmanagers
+        "prometheus.yml": [
+            {"targets": [f"{name}.prometheus-headless:9090"], "labels": {"target_name": name}}
+            for name in PAIR_MEMBERS["prometheus"]
+        ],
+        "alertmanager.yml": [
+            {"targets": [f"{name}.alertmanager-headless:9093"], "labels": {"target_name": name}}
+            for name in PAIR_MEMBERS["alertmanager"]
+        ],
     }
     assert tuple(files) == FILES
     return files
