@@ -2,7 +2,8 @@
 
 The file name and the client's content type say nothing (HTML can hide behind image/jpeg), so
 the bytes are decoded with Pillow. Re-encoding drops EXIF (GPS, device serials), XMP, comments
-and text chunks; the orientation EXIF carried is applied to the pixels first. Phones'
+and text chunks; the orientation EXIF carried is applied to the pixels first (unreadable EXIF is
+ignored, as browsers do; anything else Pillow raises on a file is a 400). Phones'
 multi-picture JPEGs (MPO) are accepted as JPEG: only the first, main picture is kept.
 
 Every upload has a bounded cost, because a few kilobytes can ask a decoder for minutes of CPU
@@ -37,7 +38,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from flask import current_app, has_app_context
-from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import ExifTags, Image, PngImagePlugin, UnidentifiedImageError
 from werkzeug.exceptions import ServiceUnavailable
 
 from common.errors import ApiError
@@ -400,7 +401,7 @@ def _decode(raw: bytes, jpeg: _Jpeg | None, max_pixels: int, limits: Limits, bud
             budget.check()
             image = _shrink(image, limits.max_side)
             budget.check()
-            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of the pixels
+            image = _upright(image)
             return _reencode(image, kind, budget)
     except ApiError:
         raise
@@ -413,6 +414,12 @@ def _decode(raw: bytes, jpeg: _Jpeg | None, max_pixels: int, limits: Limits, bud
             raise _too_costly("png text", "The PNG carries too much text (metadata) to be checked.") from None
         raise _invalid(f"The image is damaged or incomplete ({error.__class__.__name__}).") from None
     except (OSError, SyntaxError, struct.error, IndexError) as error:  # truncated or corrupt data
+        raise _invalid(f"The image is damaged or incomplete ({error.__class__.__name__}).") from None
+    except Exception as error:
+        # Pillow's parsers raise whatever hostile bytes lead them to (TypeError, KeyError,
+        # ZeroDivisionError...): the file's fault, so a 400; logged with its trace, in case
+        # it was ours
+        log.warning("photo decode raised %s", error.__class__.__name__, exc_info=True)
         raise _invalid(f"The image is damaged or incomplete ({error.__class__.__name__}).") from None
 
 
@@ -432,6 +439,30 @@ def _draft(image: Image.Image, limits: Limits) -> None:
     if scale > 1:
         # asked for (size // scale), Pillow picks exactly this scale (and keeps the colour mode)
         image.draft(None, (max(1, width // scale), max(1, height // scale)))
+
+
+# EXIF orientation -> the transposition that shows the picture upright (ImageOps.exif_transpose's
+# table). Not exif_transpose itself: it also re-serialises the EXIF, which is dropped here anyway,
+# and that raises on tags whose values do not fit their declared types.
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation)
+    except Exception:  # EXIF that cannot be read: shown as stored, as browsers do
+        log.info("photo EXIF unreadable, orientation not applied", exc_info=True)
+        return image
+    method = _UPRIGHT.get(orientation) if type(orientation) is int else None
+    return image if method is None else image.transpose(method)
 
 
 def _shrink(image: Image.Image, max_side: int) -> Image.Image:

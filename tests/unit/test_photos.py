@@ -4,6 +4,7 @@ are refused before they cost anything; decodes wait for a slot and keep to a tim
 
 import dataclasses
 import io
+import struct
 import threading
 
 import pytest
@@ -90,6 +91,15 @@ def test_an_exif_rotated_photo_is_stored_upright_and_shrunk():
     assert stored.size == (1500, 2000)
     assert stored.getpixel((1450, 50))[0] > 150 and stored.getpixel((50, 50))[1] > 150  # now top right
     assert not stored.getexif()
+
+
+def test_a_photo_whose_exif_holds_a_tag_of_the_wrong_type_is_stored_upright():
+    # orientation 6, and an XResolution of type UNDEFINED: Pillow reads it, but cannot write it
+    # back, which made ImageOps.exif_transpose raise TypeError (a 500)
+    ifd = struct.pack("<HHHIHH", 2, 0x0112, 3, 1, 6, 0) + struct.pack("<HHII", 0x011A, 7, 4, 38) + bytes(4)
+    exif = b"II*\x00" + struct.pack("<I", 8) + ifd + bytes(range(16))
+    stored = _stored(_saved(Image.new("RGB", (400, 300), (240, 240, 240)), "JPEG", exif=b"Exif\x00\x00" + exif))
+    assert stored.size == (300, 400)
 
 
 @pytest.mark.parametrize("mode, size", [("RGBA", (2560, 1600)), ("RGB", (1170, 2532))], ids=["desktop", "phone"])
