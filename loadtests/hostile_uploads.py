@@ -1,6 +1,6 @@
 """Crafted photos in parallel with honest users: what an upload attack costs the cluster.
 
-    python -m loadtests.hostile_uploads [--crafted 24] [--honest 4] [--pages 4] [--warmup 5]
+    python -m loadtests.hostile_uploads [--crafted 24] [--kind PREFIX] [--honest 4] [--pages 4] [--warmup 5]
 
 Runs against the native stack that is already up (`./init.sh`), through its public nginx. After
 a warm-up of honest traffic (registrations with phone-sized and small photos, page loads), it
@@ -325,6 +325,8 @@ def run(args: argparse.Namespace) -> int:
     marker = uuid.uuid4().hex[:12]
     began = datetime.now(UTC)
     files = heavy_files() if args.heavy else crafted_files()
+    if args.kind:
+        files = {kind: raw for kind, raw in files.items() if kind.startswith(args.kind)}
     kinds = list(files)
     honest = Honest(s.public_url, marker)
     print(f"crafted: {', '.join(f'{k} ({len(v) / 1e6:.2f} MB)' for k, v in files.items())}", flush=True)
@@ -454,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pages", type=int, default=4, help="clients loading the page in a loop (default: %(default)s)"
     )
+    parser.add_argument("--kind", help="send only the crafted files whose name starts with this (e.g. jpeg-restarts)")
     parser.add_argument(
         "--heavy", action="store_true", help="send the heaviest files the limits accept instead of crafted ones"
     )
