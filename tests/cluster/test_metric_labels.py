@@ -7,7 +7,7 @@ import uuid
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-REQUEST_METRICS = ("flask_http_request_total", "flask_http_request_duration_seconds", "flask_http_request_exceptions")
+REQUEST_METRICS = "flask_http_request_"  # total, duration_seconds_*, exceptions_total
 
 
 def _series(stack) -> set[tuple]:
@@ -16,8 +16,11 @@ def _series(stack) -> set[tuple]:
     for n in (1, 2, 3):
         text = requests.get(f"http://127.0.0.1:{stack.settings.instance_port(n)}/metrics", timeout=10).text
         for family in text_string_to_metric_families(text):
-            if family.name.startswith(REQUEST_METRICS):
-                series.update((n, sample.name, tuple(sorted(sample.labels.items()))) for sample in family.samples)
+            series.update(
+                (n, sample.name, tuple(sorted(sample.labels.items())))
+                for sample in family.samples
+                if sample.name.startswith(REQUEST_METRICS)
+            )
     return series
 
 
