@@ -403,7 +403,7 @@ def _decode(raw: bytes, jpeg: _Jpeg | None, max_pixels: int, limits: Limits, bud
             budget.check()
             image = _upright(image)
             return _reencode(image, kind, budget)
-    except ApiError:
+    except (ApiError, _OverBudget):
         raise
     except Image.DecompressionBombError:
         raise _invalid(TOO_MANY_PIXELS) from None
