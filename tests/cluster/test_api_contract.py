@@ -91,3 +91,22 @@ def test_the_live_api_keeps_its_contract(stack, live_schema, session, method, pa
         # e.g. GET /: its one input is a header that takes any string
         assert mode == GenerationMode.NEGATIVE
         pytest.skip("nothing this operation takes can be made invalid")
+
+
+@pytest.mark.parametrize(
+    "method, path, allowed",
+    [
+        ("TRACE", "/", "GET, HEAD"),  # nginx refuses TRACE itself, everywhere
+        ("TRACE", "/api/registrations", "POST"),
+        ("PUT", "/photos/ab/cd?md5=x&expires=1", "GET, HEAD"),
+        ("POST", "/nginx-health", "GET, HEAD"),
+    ],
+)
+def test_nginx_answers_a_method_it_refuses_with_json_and_allow(http, stack, method, path, allowed):
+    # found by Schemathesis's undeclared-method check: nginx's own HTML 405, and a 403 "link not
+    # valid" for a PUT to a photo link
+    response = http.request(method, f"{stack.url}{path}", timeout=10)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allowed
+    assert response.headers["X-Request-ID"] and response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.json()["error"]["code"] == "method_not_allowed"
