@@ -4,7 +4,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from common import service
-from instance import auth, config, db, photo_store, photos, registrations, reports, web
+from instance import auth, config, db, openapi, photo_store, photos, registrations, reports, web
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -27,4 +27,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(registrations.bp)
     app.register_blueprint(reports.bp)
     app.register_blueprint(web.bp)
+    app.register_blueprint(openapi.bp)
     return app

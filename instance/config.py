@@ -38,6 +38,8 @@ def from_env() -> dict:
         "PHOTO_DECODES": int(os.environ.get("PHOTO_DECODES") or _decodes_per_process()),
         "PHOTO_DECODE_WAIT_SECONDS": float(os.environ.get("PHOTO_DECODE_WAIT_SECONDS", 2)),
         "PHOTO_DECODE_SECONDS": float(os.environ.get("PHOTO_DECODE_SECONDS", 4)),
+        # a phone's 12 Mpx JPEG costs about 0.07 s; past this, an upload is refused (400)
+        "PHOTO_DECODE_CPU_SECONDS": float(os.environ.get("PHOTO_DECODE_CPU_SECONDS", 0.3)),
         # the photo plus the text fields and multipart framing
         "MAX_CONTENT_LENGTH": max_photo + 2**20,
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),

@@ -2,7 +2,8 @@
 
 The file name and the client's content type say nothing (HTML can hide behind image/jpeg), so
 the bytes are decoded with Pillow. Re-encoding drops EXIF (GPS, device serials), XMP, comments
-and text chunks; the orientation EXIF carried is applied to the pixels first. Phones'
+and text chunks; the orientation EXIF carried is applied to the pixels first (unreadable EXIF is
+ignored, as browsers do; anything else Pillow raises on a file is a 400). Phones'
 multi-picture JPEGs (MPO) are accepted as JPEG: only the first, main picture is kept.
 
 Every upload has a bounded cost, because a few kilobytes can ask a decoder for minutes of CPU
@@ -16,11 +17,12 @@ PNG of 40 megapixels that compresses to 5 KB):
 * 1-bit, grey and 16-bit images keep their mode; nothing is widened to RGBA;
 * a process decodes at most `decodes` photos at once; a photo that waits longer than
   `decode_wait` for its turn is answered 503 with Retry-After;
-* a decode is checked against its time budget at every block Pillow reads or writes: past
-  `decode_cpu_seconds` of CPU (half the budget) the photo is refused (400): no real photo
-  comes near; past `decode_seconds` in wall time (waiting for a slot included) it is answered
-  503, as the machine was too busy. So no request's decoding outlives its client by more than
-  a few seconds.
+* a decode is checked against its time budget at every block Pillow reads or writes and
+  between its steps: past `decode_cpu_seconds` of CPU, counted from the start of check(), the
+  photo is refused (400): a phone's photo takes a quarter of it; past `decode_seconds` in wall
+  time (waiting for a slot included) it is answered 503, as the machine was too busy. So no
+  upload costs much more CPU than the budget (one step, at most a shrink, runs past it), and no
+  request's decoding outlives its client by more than a few seconds.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from flask import current_app, has_app_context
-from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import ExifTags, Image, PngImagePlugin, UnidentifiedImageError
 from werkzeug.exceptions import ServiceUnavailable
 
 from common.errors import ApiError
@@ -87,12 +89,10 @@ class Limits:
     decodes: int = 1
     decode_wait: float = 2.0
     decode_seconds: float = 4.0
-    decode_cpu_seconds: float | None = None  # None: half of decode_seconds
+    decode_cpu_seconds: float = 0.3
     slots: threading.BoundedSemaphore = field(init=False, repr=False)
 
     def __post_init__(self):
-        if self.decode_cpu_seconds is None:
-            self.decode_cpu_seconds = self.decode_seconds / 2
         self.slots = threading.BoundedSemaphore(self.decodes)
 
     @classmethod
@@ -104,6 +104,7 @@ class Limits:
             config["PHOTO_DECODES"],
             config["PHOTO_DECODE_WAIT_SECONDS"],
             config["PHOTO_DECODE_SECONDS"],
+            config["PHOTO_DECODE_CPU_SECONDS"],
         )
 
 
@@ -147,6 +148,10 @@ def _too_costly(reason: str, message: str) -> ApiError:
 # Not r"\xff+(.)": on a run of 0xFF bytes that would backtrack quadratically.
 _MARKER = re.compile(rb"\xff([^\x00\xff])")
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM and the restart markers carry no length
+# Once the scans begin, restart markers may come every few bytes (a camera may restart at every
+# block): the search skips them, and whatever else lies in the entropy-coded data, in C. So the
+# loop below runs once per segment or scan, each counted against a limit, whatever the file holds.
+_MARKER_AMID_SCANS = re.compile(rb"\xff([^\x00\xff\x01\xd0-\xd7])")
 _HUFFMAN_FRAMES = {0xC0, 0xC1, 0xC2}  # baseline, extended sequential, progressive
 _OTHER_FRAMES = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # lossless, hierarchical, arithmetic
 
@@ -162,12 +167,15 @@ class _Jpeg:
 def _inspect_jpeg(raw: bytes, limits: Limits) -> _Jpeg:
     """The first picture's frame and scan count, from its markers (an MPO's others follow its EOI)."""
     pos, segments, scans, junk, frame = 2, 0, 0, 0, None
-    while (found := _MARKER.search(raw, pos)) is not None:
-        if not scans:  # Pillow reads the header itself and skips bytes between segments one at a time
-            junk += found.start() - pos
+    while (found := (_MARKER_AMID_SCANS if scans else _MARKER).search(raw, pos)) is not None:
+        code = found.group(1)[0]
+        if not scans:
+            # Pillow reads the header itself, in Python, a byte or a marker at a time; a
+            # restart marker belongs in a scan, so in the header it is junk too
+            junk += found.start() - pos + (found.end() - found.start() if code in _STANDALONE else 0)
             if junk > MAX_JPEG_HEADER_JUNK:
                 raise _invalid("The JPEG is damaged: its header has bytes that belong to no segment.")
-        code, pos = found.group(1)[0], found.end()
+        pos = found.end()
         if code in _STANDALONE:
             continue
         if code in (0xD8, 0xD9) or pos + 2 > len(raw):
@@ -288,15 +296,16 @@ CPU_CHECK_INTERVAL = 0.01
 
 
 class _Budget:
-    """From the start of decode(): its CPU time (this thread's only; decoders release the GIL,
-    so other requests' work is not counted) and its wall time, waiting for a slot included."""
+    """The CPU time from the start of check() (this thread's only; decoders release the GIL, so
+    other requests' work is not counted) and the wall time from the start of decode(), waiting
+    for a slot included."""
 
-    def __init__(self, limits: Limits):
+    def __init__(self, limits: Limits, cpu_started: float):
         self.cpu_seconds = limits.decode_cpu_seconds
         now = time.monotonic()
         self.deadline = now + limits.decode_seconds
         self.next_cpu_check = now + CPU_CHECK_INTERVAL
-        self.cpu_started = time.thread_time()
+        self.cpu_started = cpu_started
 
     def check(self) -> None:
         now = time.monotonic()
@@ -332,25 +341,27 @@ class Checked:
     jpeg: _Jpeg | None
     max_pixels: int
     limits: Limits
+    cpu_started: float  # this thread's CPU clock when check() began
 
 
 def check(raw: bytes, max_bytes: int, max_pixels: int = MAX_PIXELS, limits: Limits | None = None) -> Checked:
     """Refuses what can be refused without decoding (empty, too large, not a well-formed JPEG or
     PNG, too many pixels, too costly to decode): cheap, so it comes before anything else is
     asked of the database."""
+    cpu_started = time.thread_time()
     limits = limits or get_limits()
     if not raw:
         raise ApiError(400, "missing_field", "The photo file is empty.", "photo")
     if len(raw) > max_bytes:
         raise ApiError(413, "photo_too_large", f"The photo must be at most {max_bytes / 2**20:g} MiB.", "photo")
-    return Checked(raw, _check_structure(raw, max_pixels, limits), max_pixels, limits)
+    return Checked(raw, _check_structure(raw, max_pixels, limits), max_pixels, limits, cpu_started)
 
 
 def decode(checked: Checked) -> Photo:
     """The photo decoded on its budget, which starts now (its wait for a decode slot included),
     and re-encoded without metadata."""
     raw, jpeg, max_pixels, limits = checked.raw, checked.jpeg, checked.max_pixels, checked.limits
-    budget = _Budget(limits)
+    budget = _Budget(limits, checked.cpu_started)
     retry_after = max(1, math.ceil(limits.decode_seconds))
     if not limits.slots.acquire(timeout=limits.decode_wait):
         raise ServiceUnavailable(
@@ -390,9 +401,9 @@ def _decode(raw: bytes, jpeg: _Jpeg | None, max_pixels: int, limits: Limits, bud
             budget.check()
             image = _shrink(image, limits.max_side)
             budget.check()
-            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of the pixels
+            image = _upright(image)
             return _reencode(image, kind, budget)
-    except ApiError:
+    except (ApiError, _OverBudget):
         raise
     except Image.DecompressionBombError:
         raise _invalid(TOO_MANY_PIXELS) from None
@@ -403,6 +414,12 @@ def _decode(raw: bytes, jpeg: _Jpeg | None, max_pixels: int, limits: Limits, bud
             raise _too_costly("png text", "The PNG carries too much text (metadata) to be checked.") from None
         raise _invalid(f"The image is damaged or incomplete ({error.__class__.__name__}).") from None
     except (OSError, SyntaxError, struct.error, IndexError) as error:  # truncated or corrupt data
+        raise _invalid(f"The image is damaged or incomplete ({error.__class__.__name__}).") from None
+    except Exception as error:
+        # Pillow's parsers raise whatever hostile bytes lead them to (TypeError, KeyError,
+        # ZeroDivisionError...): the file's fault, so a 400; logged with its trace, in case
+        # it was ours
+        log.warning("photo decode raised %s", error.__class__.__name__, exc_info=True)
         raise _invalid(f"The image is damaged or incomplete ({error.__class__.__name__}).") from None
 
 
@@ -424,12 +441,40 @@ def _draft(image: Image.Image, limits: Limits) -> None:
         image.draft(None, (max(1, width // scale), max(1, height // scale)))
 
 
+# EXIF orientation -> the transposition that shows the picture upright (ImageOps.exif_transpose's
+# table). Not exif_transpose itself: it also re-serialises the EXIF, which is dropped here anyway,
+# and that raises on tags whose values do not fit their declared types.
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation)
+    except Exception:  # EXIF that cannot be read: shown as stored, as browsers do
+        log.info("photo EXIF unreadable, orientation not applied", exc_info=True)
+        return image
+    method = _UPRIGHT.get(orientation) if type(orientation) is int else None
+    return image if method is None else image.transpose(method)
+
+
 def _shrink(image: Image.Image, max_side: int) -> Image.Image:
     if max(image.size) <= max_side:
         return image
     if image.mode == "1":
         image = image.convert("L")  # grey, not RGBA: shrinks smoothly at the same byte per pixel
-    image.thumbnail((max_side, max_side))  # palette images are shrunk by nearest pixel, keeping the palette
+    # bilinear (which Pillow widens to every source pixel it covers) costs half of the default
+    # bicubic, and the shrink is one C call that the budget cannot stop midway
+    image.thumbnail(
+        (max_side, max_side), Image.Resampling.BILINEAR
+    )  # palette images are shrunk by nearest pixel, keeping the palette
     return image
 
 

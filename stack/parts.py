@@ -219,6 +219,7 @@ def cluster(s: Settings) -> list[Part]:
                         "PHOTO_DECODES",
                         "PHOTO_DECODE_WAIT_SECONDS",
                         "PHOTO_DECODE_SECONDS",
+                        "PHOTO_DECODE_CPU_SECONDS",
                         "ADMIN_AUTH_MAX_FAILURES",
                         "ADMIN_AUTH_WINDOW_SECONDS",
                     ),

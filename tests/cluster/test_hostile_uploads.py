@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from forms import register
-from loadtests.hostile_uploads import png_file, progressive_jpeg, scan_flood_jpeg, text_bomb_png
+from loadtests.hostile_uploads import png_file, progressive_jpeg, restart_flood_jpeg, scan_flood_jpeg, text_bomb_png
 from loadtests.workload import make_jpeg
 
 MAX_SIDE = 2000  # PHOTO_MAX_SIDE's default
@@ -18,6 +18,7 @@ CRAFTED = {
     "scan flood 0.6 MB": (lambda: scan_flood_jpeg(600_000), "id.jpg", "image/jpeg", "scans"),
     "scan flood 1.2 MB": (lambda: scan_flood_jpeg(1_200_000), "id.jpg", "image/jpeg", "scans"),
     "scan flood 5 MiB": (lambda: scan_flood_jpeg(5 * 2**20 - 4096), "id.jpg", "image/jpeg", "scans"),
+    "restart flood 5 MiB": (lambda: restart_flood_jpeg(5 * 2**20 - 4096), "id.jpg", "image/jpeg", "no segment"),
     "5 KB png of 40 Mpx": (lambda: png_file(6300, 6300), "id.png", "image/png", "too large"),
     "png text bomb": (lambda: text_bomb_png(2), "id.png", "image/png", "text"),
     "arithmetic jpeg": (lambda: progressive_jpeg(640, 480, 5, coding=0xCA), "id.jpg", "image/jpeg", "coding"),

@@ -2,7 +2,9 @@
 long and in their own mode; crafted ones (pixel bombs, scan floods, codings no camera writes)
 are refused before they cost anything; decodes wait for a slot and keep to a time budget."""
 
+import dataclasses
 import io
+import struct
 import threading
 
 import pytest
@@ -10,7 +12,7 @@ from PIL import Image
 from werkzeug.exceptions import ServiceUnavailable
 
 from instance import config, photos
-from loadtests.hostile_uploads import png_file, progressive_jpeg, scan_flood_jpeg, text_bomb_png
+from loadtests.hostile_uploads import png_file, progressive_jpeg, restart_flood_jpeg, scan_flood_jpeg, text_bomb_png
 from loadtests.workload import make_jpeg
 
 MAX_BYTES = 5 * 2**20
@@ -89,6 +91,15 @@ def test_an_exif_rotated_photo_is_stored_upright_and_shrunk():
     assert stored.size == (1500, 2000)
     assert stored.getpixel((1450, 50))[0] > 150 and stored.getpixel((50, 50))[1] > 150  # now top right
     assert not stored.getexif()
+
+
+def test_a_photo_whose_exif_holds_a_tag_of_the_wrong_type_is_stored_upright():
+    # orientation 6, and an XResolution of type UNDEFINED: Pillow reads it, but cannot write it
+    # back, which made ImageOps.exif_transpose raise TypeError (a 500)
+    ifd = struct.pack("<HHHIHH", 2, 0x0112, 3, 1, 6, 0) + struct.pack("<HHII", 0x011A, 7, 4, 38) + bytes(4)
+    exif = b"II*\x00" + struct.pack("<I", 8) + ifd + bytes(range(16))
+    stored = _stored(_saved(Image.new("RGB", (400, 300), (240, 240, 240)), "JPEG", exif=b"Exif\x00\x00" + exif))
+    assert stored.size == (300, 400)
 
 
 @pytest.mark.parametrize("mode, size", [("RGBA", (2560, 1600)), ("RGB", (1170, 2532))], ids=["desktop", "phone"])
@@ -282,6 +293,7 @@ def test_the_pixel_cap_is_set_from_the_config(instance_app):
 def test_the_limits_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("PHOTO_MAX_SIDE", "1600")
     monkeypatch.setenv("PHOTO_DECODE_SECONDS", "2.5")
+    monkeypatch.setenv("PHOTO_DECODE_CPU_SECONDS", "1.25")
     monkeypatch.setenv("GUNICORN_WORKERS", "64")
     settings = config.from_env()
     limits = photos.Limits.from_config(settings)
@@ -320,3 +332,27 @@ def test_a_busy_replica_answers_503_json_with_retry_after_and_stores_nothing(
     assert response.get_json()["error"]["code"] == "service_unavailable"
     assert "nothing was stored" in response.get_json()["error"]["message"]
     assert photo_store.photos == {}
+
+
+# --- the structure check's own cost ---------------------------------------------------------
+
+
+def test_restart_markers_in_a_jpeg_header_are_refused_as_junk_before_they_cost_anything():
+    # 2.6 million of them made the marker scan loop for a second, then Pillow's for the whole budget
+    assert "belong to no segment" in _refused(restart_flood_jpeg(MAX_BYTES - 4096)).message
+
+
+def test_a_jpeg_with_a_restart_marker_at_every_block_is_stored():
+    # about 4,000 restart markers amid the scan (one per 16x16 block): not segments, so no limit
+    # of the header applies
+    raw = _saved(Image.new("RGB", (1000, 1000), (90, 120, 150)), "JPEG", restart_marker_blocks=1)
+    assert sum(raw.count(bytes([0xFF, code])) for code in range(0xD0, 0xD8)) > photos.MAX_JPEG_SEGMENTS
+    assert _stored(raw).size == (1000, 1000)
+
+
+def test_the_cpu_the_structure_check_took_counts_against_the_decode_budget(monkeypatch):
+    monkeypatch.setattr(photos, "CPU_CHECK_INTERVAL", 0)  # this decode is quicker than the interval
+    checked = photos.check(make_jpeg(400, 300), MAX_BYTES, limits=photos.Limits())
+    with pytest.raises(photos.ApiError) as refused:
+        photos.decode(dataclasses.replace(checked, cpu_started=checked.cpu_started - checked.limits.decode_cpu_seconds))
+    assert "too long to decode" in refused.value.message

@@ -67,3 +67,9 @@ def test_the_exporter_does_not_count_requests_a_second_time(make_middleware_app)
     hooks = [f for funcs in app.after_request_funcs.values() for f in funcs]
     assert not any(getattr(f, "__module__", "").startswith("prometheus_flask_exporter") for f in hooks)
     assert any(getattr(f, "__module__", "") == metrics.__name__ for f in hooks)
+
+
+def test_an_invented_method_and_status_are_counted_as_other():
+    assert metrics.request_labels("XYZZY", 200) == ("other", "200")
+    assert metrics.request_labels("PATCH", 799) == ("PATCH", "other")
+    assert metrics.request_labels("get", "404") == ("other", "404")  # methods are case-sensitive
