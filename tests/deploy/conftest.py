@@ -11,6 +11,7 @@ import pytest
 import yaml
 from deploytools import (
     DUMMY_SECRETS,
+    OPTIONAL_SETTINGS,
     OVERLAYS,
     render_overlay,
     repo_file,
@@ -35,7 +36,7 @@ def compose_source() -> dict:
 
 @pytest.fixture(scope="session")
 def k8s_repo(tmp_path_factory) -> Path:
-    return shadow_repo(tmp_path_factory.mktemp("k8s"), DUMMY_SECRETS)
+    return shadow_repo(tmp_path_factory.mktemp("k8s"), {**DUMMY_SECRETS, **OPTIONAL_SETTINGS})
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,9 @@ DUMMY_SECRETS = {
     "GRAFANA_ADMIN_PASSWORD": "dummy-grafana-password",
 }
 COMPOSE_REQUIRED_SECRETS = tuple(DUMMY_SECRETS)
+# Optional settings turned on in the rendered overlays, so that every connection they open is
+# part of what the NetworkPolicies must allow (Cloudinary: HTTPS to its API).
+OPTIONAL_SETTINGS = {"CLOUDINARY_URL": "cloudinary://dummy-key:dummy-secret@dummy-cloud"}
 
 OVERLAYS = ("local", "production")
 # kubernetes-validate ships schemas for 1.25-1.37: validate against the oldest version we
