@@ -19,6 +19,7 @@ import yaml
 from deploytools import REPO, configmap, find
 
 OUTSIDE = "outside"
+NAMESPACE = "vaccination"  # both overlays' namespace
 NAME = "app.kubernetes.io/name"
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet"}
 DEFAULT_PORTS = {"http": 80, "https": 443, "redis": 6379, "mongodb": 27017, "cloudinary": 443}
@@ -52,6 +53,8 @@ def _container_env(objects: list[dict], template: dict, container: dict) -> dict
         elif "secretKeyRef" in item.get("valueFrom", {}):
             ref = item["valueFrom"]["secretKeyRef"]
             env[item["name"]] = secrets[ref["name"]].get(ref["key"], "")
+        elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+            env[item["name"]] = NAMESPACE
         elif "configMapKeyRef" in item.get("valueFrom", {}):
             ref = item["valueFrom"]["configMapKeyRef"]
             env[item["name"]] = configmaps[ref["name"]].get(ref["key"], "")
@@ -82,7 +85,7 @@ class Cluster:
         """(pod, port) a connection to host:port reaches; None for the pod itself."""
         if host in ("127.0.0.1", "localhost"):
             return None
-        name = host.removesuffix(".svc.cluster.local")
+        name = host.removesuffix(".svc.cluster.local").removesuffix(f".{NAMESPACE}")
         parts = name.split(".")
         if len(parts) == 2 and parts[1] in self.services:  # a StatefulSet member: mongodb-0.mongodb
             pod, ports = self.services[parts[1]]
@@ -166,7 +169,7 @@ def derived_flows(objects: list[dict]) -> set[tuple[str, str, int]]:
     nginx = pods["nginx"]["spec"]["containers"][0]
     for key, value in _container_env(objects, pods["nginx"], nginx).items():
         if key.endswith("_ADDR"):
-            host, port = value.rsplit(":", 1)
+            host, port = value.split()[0].rsplit(":", 1)  # "host:port resolve"
             flows |= _flow(cluster, "nginx", host, int(port))
 
     # Prometheus: every target and probe its sidecar writes for these workloads, and the
