@@ -15,6 +15,8 @@ DEBIAN_PACKAGES=(
   chromium docker-compose wrk
   # the image tests (tests/deploy/test_podman.py): build and run the Dockerfile and compose here
   podman runc debootstrap netavark aardvark-dns
+  # the MongoDB bootstrap script's test (tests/deploy/test_mongodb_bootstrap.py)
+  nodejs
 )
 
 POLICY_RC_D=/usr/sbin/policy-rc.d
