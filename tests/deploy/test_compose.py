@@ -137,6 +137,20 @@ def test_only_the_user_interfaces_are_published_and_on_localhost(compose):
         assert target == PUBLISHED[name]
 
 
+def test_publishing_the_site_does_not_publish_the_operator_tools(tmp_path):
+    everywhere = "0.0.0.0"  # noqa: S104 (what an operator sets to publish the site)
+    result = run_compose_config({**DUMMY_SECRETS, "HOST_BIND_ADDRESS": everywhere}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    host_ips = {name: {_host_ip(p) for p in services[name]["ports"]} for name in PUBLISHED}
+    assert host_ips.pop("nginx") == {everywhere}
+    assert all(ips == {"127.0.0.1"} for ips in host_ips.values()), host_ips
+
+
+def _host_ip(port) -> str:
+    return port.get("host_ip") if isinstance(port, dict) else port.partition(":")[0]
+
+
 def test_backends_sit_only_on_internal_networks(compose):
     networks = compose["networks"]
     assert networks["backend"].get("internal") is True
