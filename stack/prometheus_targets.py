@@ -50,6 +50,9 @@ def native_targets(ports: Mapping[str, int], host: str = "127.0.0.1") -> dict[st
         ],
         "prometheus.yml": [_group(at("PROMETHEUS_PORT"), target_name="prometheus")],
         "alertmanager.yml": [_group(at("ALERTMANAGER_PORT"), target_name="alertmanager")],
+        # natively the logs are files: no Loki, no Alloy
+        "loki.yml": [],
+        "alloy.yml": [],
     }
 
 

@@ -31,6 +31,8 @@ FILES = (
     "blackbox-tcp.yml",
     "prometheus.yml",
     "alertmanager.yml",
+    "loki.yml",
+    "alloy.yml",
 )
 
 
@@ -90,6 +92,14 @@ def build_targets(pods: list[dict], blackbox: str = "blackbox-exporter:9115") ->
         + [{"targets": ["redis:6379"], "labels": {**probe, "target_name": "redis"}}],
         "prometheus.yml": [{"targets": ["127.0.0.1:9090"], "labels": {"target_name": "prometheus"}}],
         "alertmanager.yml": [{"targets": ["alertmanager:9093"], "labels": {"target_name": "alertmanager"}}],
+        "loki.yml": [
+            {"targets": [f"{ip}:3100"], "labels": {"target_name": "loki", "pod": name}}
+            for name, ip in _pods(pods, "loki")
+        ],
+        "alloy.yml": [
+            {"targets": [f"{ip}:12345"], "labels": {"target_name": "alloy", "pod": name}}
+            for name, ip in _pods(pods, "alloy")
+        ],
     }
     assert tuple(files) == FILES
     return files
