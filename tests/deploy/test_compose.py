@@ -407,3 +407,21 @@ def test_mongodb_and_redis_ask_for_a_password(compose):
             assert f"vaccination:{COMPOSE_SECRETS['MONGO_APP_PASSWORD']}@mongodb:" in env["MONGO_URL"], name
         if "REDIS_URL" in env:
             assert env["REDIS_URL"].startswith(f"redis://:{COMPOSE_SECRETS['REDIS_PASSWORD']}@redis:"), name
+
+
+# Images that start as root and need their capabilities to hand files to their own user and
+# switch to it (the entrypoints' chown and gosu/su-exec, nginx's master), or to read the
+# Docker socket (Alloy). Every other service drops them all.
+STARTS_AS_ROOT = {"nginx", "mongodb", "redis", "photo-store", "alertmanager-config", "mailpit", "alloy"}
+STATELESS = {"node-exporter", "nginx-exporter", "redis-exporter", "blackbox-exporter", "middleware"}
+
+
+def test_no_service_gains_privileges_and_non_root_ones_drop_every_capability(compose):
+    services = compose["services"]
+    assert set(services) >= STARTS_AS_ROOT
+    for name, service in services.items():
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        if name not in STARTS_AS_ROOT:
+            assert service.get("cap_drop") == ["ALL"], name
+    for name in STATELESS | {f"instance-{n}" for n in (1, 2, 3)}:
+        assert services[name].get("read_only") is True, f"{name} writes nothing: its root filesystem can be read-only"
