@@ -37,7 +37,7 @@ def workloads(objects: list[dict]) -> dict[str, dict]:
     }
 
 
-def _container_env(objects: list[dict], template: dict, container: dict) -> dict[str, str]:
+def container_env(objects: list[dict], container: dict) -> dict[str, str]:
     """The environment a container gets: envFrom ConfigMaps, then env values and references."""
     configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in find(objects, "ConfigMap")}
     secrets = {
@@ -160,14 +160,14 @@ def derived_flows(objects: list[dict]) -> set[tuple[str, str, int]]:
     # The Python services: every *_URL their config reads, as the pod's environment sets it.
     for service in ("instance", "middleware"):
         container = pods[service]["spec"]["containers"][0]
-        env = _container_env(objects, pods[service], container)
+        env = container_env(objects, container)
         for key in _urls_read(service):
             for host, port in _host_ports(env.get(key, "")) if env.get(key) else []:
                 flows |= _flow(cluster, service, host, port)
 
     # nginx: the upstreams its template is rendered with.
     nginx = pods["nginx"]["spec"]["containers"][0]
-    for key, value in _container_env(objects, pods["nginx"], nginx).items():
+    for key, value in container_env(objects, nginx).items():
         if key.endswith("_ADDR"):
             host, port = value.split()[0].rsplit(":", 1)  # "host:port resolve"
             flows |= _flow(cluster, "nginx", host, int(port))
@@ -195,7 +195,7 @@ def derived_flows(objects: list[dict]) -> set[tuple[str, str, int]]:
         for source in datasources["datasources"]:
             flows |= {flow for h, p in _host_ports(source["url"]) for flow in _flow(cluster, "grafana", h, p)}
         alloy = pods["alloy"]["spec"]["containers"][0]
-        loki = _container_env(objects, pods["alloy"], alloy)["LOKI_PUSH_URL"]
+        loki = container_env(objects, alloy)["LOKI_PUSH_URL"]
         flows |= {flow for h, p in _host_ports(loki) for flow in _flow(cluster, "alloy", h, p)}
         assert "discovery.kubernetes" in _configmap_file(objects, "alloy-config", "config.alloy")
         flows |= {("alloy", OUTSIDE, port) for port in KUBE_API_PORTS}

@@ -22,12 +22,12 @@ DUMMY_SECRETS = {
     "PHOTO_STORE_TOKEN": "dummy-photo-store-token",
     "PHOTO_LINK_SECRET": "dummy-photo-link-secret",
     "GRAFANA_ADMIN_PASSWORD": "dummy-grafana-password",
+    "MONGO_APP_PASSWORD": "dummy-mongo-app-password",
 }
 # docker compose also asks for its MongoDB's and Redis's passwords
 COMPOSE_SECRETS = {
     **DUMMY_SECRETS,
     "MONGO_ROOT_PASSWORD": "dummy-mongo-root-password",
-    "MONGO_APP_PASSWORD": "dummy-mongo-app-password",
     "REDIS_PASSWORD": "dummy-redis-password",
 }
 COMPOSE_REQUIRED_SECRETS = tuple(COMPOSE_SECRETS)
