@@ -72,9 +72,26 @@ def analyzer_flows(manifests: str, objects: list[dict], tmp_path) -> set[tuple[s
     return flows
 
 
+# The cluster the production policy assumes: an ingress controller in its own namespace (the
+# analyzer's simulated controller sits in a namespace of its own naming).
+CONTROLLER = [
+    {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "ingress-nginx", "labels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "controller", "namespace": "ingress-nginx", "labels": {"app": "ingress-nginx"}},
+        "spec": {"containers": [{"name": "controller", "image": "controller"}]},
+    },
+]
+
+
 @pytest.fixture(scope="module")
 def manifests(rendered) -> dict[str, str]:
-    return {overlay: yaml.safe_dump_all(rendered[overlay]) for overlay in OVERLAYS}
+    return {overlay: yaml.safe_dump_all(rendered[overlay] + CONTROLLER) for overlay in OVERLAYS}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

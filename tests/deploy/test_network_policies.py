@@ -62,8 +62,10 @@ def _peer_matches(peers: list[dict] | None, other: str, pods: dict) -> bool:
             if other == OUTSIDE:
                 return True
         elif "namespaceSelector" in peer:
-            # another namespace's pods (the cluster DNS): not a pod of ours, not `outside` traffic
-            continue
+            # another namespace's pods: the cluster DNS (with a podSelector), not ours to check
+            # here; or a whole namespace (the ingress controller's), which is `outside`
+            if other == OUTSIDE and "podSelector" not in peer:
+                return True
         elif other != OUTSIDE and _selects(peer["podSelector"], pods[other]["labels"]):
             return True
     return False
@@ -220,3 +222,13 @@ def test_the_model_sees_a_missing_and_an_extra_flow(rendered):
     nginx["spec"]["egress"].append({})
     redis["spec"]["ingress"] = [{}]
     assert ("nginx", "redis", 6379) in reachability(objects, {443})
+
+
+def test_only_the_ingress_controller_may_reach_the_production_nginx(rendered):
+    # our nginx trusts X-Forwarded-For from private addresses: no other pod may connect
+    policy = one(rendered["production"], "NetworkPolicy", "nginx")
+    (public,) = [rule for rule in policy["spec"]["ingress"] if {p["port"] for p in rule["ports"]} == {8080}]
+    namespaces = [peer["namespaceSelector"] for peer in public["from"] if "namespaceSelector" in peer]
+    assert namespaces == [{"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}]
+    pods = [peer["podSelector"]["matchLabels"] for peer in public["from"] if "podSelector" in peer]
+    assert pods == [{"app.kubernetes.io/name": "blackbox-exporter"}]
