@@ -164,10 +164,16 @@ def test_the_lock_holds_every_requirement_and_all_they_pull_in(service):
         if name in closure:
             continue
         closure.add(name)
-        for requirement in map(Requirement, importlib.metadata.requires(name) or []):
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:  # needed only on the image's Python
+            assert name in {canonicalize_name(r.name) for r in wanted}, name
+            requires = []
+        for requirement in map(Requirement, requires):
             if not requirement.marker or requirement.marker.evaluate({"extra": ""}):
                 queue.append(requirement.name)
     assert set(lock) == closure
     for requirement in wanted:
         assert requirement.specifier.contains(lock[canonicalize_name(requirement.name)][0])
-    assert {name: version for name, (version, _) in lock.items()} == {n: repository[n] for n in lock}
+    in_repository = {name: version for name, (version, _) in lock.items() if name in repository}
+    assert in_repository == {n: repository[n] for n in in_repository}
