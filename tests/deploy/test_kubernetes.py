@@ -507,3 +507,12 @@ def test_the_docs_give_the_dashboards_configmap_its_real_size(rendered):
     (stated,) = re.findall(r"the dashboards ConfigMap is about (\d+) KB", text.replace("\n", " "))
     assert abs(int(stated) - size_kb) <= 0.25 * size_kb, f"the docs say {stated} KB, it is {size_kb:.0f} KB"
     assert size_kb < 256 * 1.024  # else client-side apply could not take it at all; say so in the docs
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_alertmanager_mails_name_an_address_operators_can_open(rendered, overlay):
+    # the mail template prints .ExternalURL; without the flag it is the pod's own name
+    assert "{{ .ExternalURL }}" in repo_file("alertmanager/templates/email.tmpl").read_text()
+    args = _pod_spec(one(rendered[overlay], "StatefulSet", "alertmanager"))["containers"][0]["args"]
+    (url,) = [a.split("=", 1)[1] for a in args if a.startswith("--web.external-url=")]
+    assert url.startswith("http://127.0.0.1:")
