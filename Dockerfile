@@ -18,9 +18,11 @@ ARG SERVICE=instance
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
-COPY ${SERVICE}/requirements.txt /tmp/requirements.txt
-# Wheels only: every dependency ships manylinux wheels, so no compiler enters the image.
-RUN /opt/venv/bin/pip install --only-binary=:all: -r /tmp/requirements.txt
+COPY ${SERVICE}/requirements.lock /tmp/requirements.lock
+# Wheels only: every dependency ships manylinux wheels, so no compiler enters the image. The
+# lock lists every package with its wheel's sha256 (python -m stack.image_locks): pip refuses
+# a file that differs, and installs nothing the lock does not list.
+RUN /opt/venv/bin/pip install --only-binary=:all: --no-deps --require-hashes -r /tmp/requirements.lock
 
 # --- runtime stage: the virtualenv, our code, a non-root user -------------------------------
 FROM ${PYTHON_IMAGE}

@@ -17,6 +17,8 @@ DEBIAN_PACKAGES=(
   podman runc debootstrap netavark aardvark-dns
   # the report opened by another spreadsheet program (tests/unit/test_report_in_libreoffice.py)
   libreoffice-calc-nogui
+  # the MongoDB bootstrap script's test (tests/deploy/test_mongodb_bootstrap.py)
+  nodejs
 )
 
 POLICY_RC_D=/usr/sbin/policy-rc.d

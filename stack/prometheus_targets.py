@@ -56,6 +56,9 @@ def native_targets(ports: Mapping[str, int], host: str = "127.0.0.1") -> dict[st
         "alertmanager.yml": [
             _group(f"{host}:{member_port(ports, 'ALERTMANAGER', n)}", target_name=f"alertmanager-{n}") for n in PAIR
         ],
+        # natively the logs are files: no Loki, no Alloy
+        "loki.yml": [],
+        "alloy.yml": [],
     }
 
 

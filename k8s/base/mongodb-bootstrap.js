@@ -4,32 +4,53 @@
 const env = process.env;
 const members = parseInt(env.MONGO_MEMBERS, 10);
 const host = (i) => `mongodb-${i}.mongodb:27017`;
-const admin = db.getSiblingDB("admin");
+
+function answers(address) {
+  try {
+    const other = connect(`mongodb://${address}/admin?directConnection=true&serverSelectionTimeoutMS=2000`);
+    return other.runCommand({ ping: 1 }).ok === 1;
+  } catch (e) {
+    return false;
+  }
+}
 
 // 1. Log in as the administrator; before any user exists that fails, and the localhost
 //    exception lets this connection initiate the replica set and create the first user.
 let loggedIn = false;
 try {
-  admin.auth(env.MONGO_ROOT_USERNAME, env.MONGO_ROOT_PASSWORD);
+  db.getSiblingDB("admin").auth(env.MONGO_ROOT_USERNAME, env.MONGO_ROOT_PASSWORD);
   loggedIn = true;
 } catch (e) {
   print("no administrator yet: using the localhost exception");
 }
 
-// 2. The replica set.
+// 2. The replica set, initiated with this member alone: initiation needs every listed member to
+//    answer, and with fewer schedulable nodes than members (the anti-affinity is hard) the
+//    others may never come. They join in step 5, each once it answers.
 try {
   rs.status();
 } catch (e) {
   if (e.codeName !== "NotYetInitialized") { throw e; }
-  rs.initiate({ _id: "rs0", members: [...Array(members).keys()].map((i) => ({ _id: i, host: host(i) })) });
-  print(`replica set rs0 initiated with ${members} member(s)`);
+  rs.initiate({ _id: "rs0", members: [{ _id: 0, host: host(0) }] });
+  print("replica set rs0 initiated with this member");
 }
 
-// 3. Users are written on the primary: wait until this member is it, then the administrator.
-for (let i = 0; !db.hello().isWritablePrimary; i++) {
-  if (i >= 60) { throw new Error("mongodb-0 did not become primary within 60 s"); }
+// 3. Users and members are written on the primary: this member after initiation, or another
+//    one when this member came back as a secondary.
+let hello = db.hello();
+for (let i = 0; !hello.primary; i++) {
+  if (i >= 60) { throw new Error("the replica set elected no primary within 60 s"); }
   sleep(1000);
+  hello = db.hello();
 }
+if (!hello.isWritablePrimary) {
+  if (!loggedIn) { throw new Error(`${hello.primary} is primary, but the administrator cannot log in`); }
+  const user = encodeURIComponent(env.MONGO_ROOT_USERNAME);
+  const password = encodeURIComponent(env.MONGO_ROOT_PASSWORD);
+  db = connect(`mongodb://${user}:${password}@${hello.primary}/admin?authSource=admin&directConnection=true`);
+  print(`this member is a secondary: working on the primary ${hello.primary}`);
+}
+const admin = db.getSiblingDB("admin");
 if (!loggedIn) {
   admin.createUser({ user: env.MONGO_ROOT_USERNAME, pwd: env.MONGO_ROOT_PASSWORD, roles: ["root"] });
   admin.auth(env.MONGO_ROOT_USERNAME, env.MONGO_ROOT_PASSWORD);
@@ -45,11 +66,17 @@ if (admin.getUser(env.MONGO_APP_USERNAME)) {
   print("application user created");
 }
 
-// 5. Members added when MONGO_MEMBERS grows (scaling up: replicas and MONGO_MEMBERS together).
+// 5. Members up to MONGO_MEMBERS, each added once it answers; while one does not (its pod is
+//    Pending, say), the run fails and is retried, the others already in service.
 const known = rs.conf().members.map((m) => m.host);
+const waiting = [];
 for (let i = 0; i < members; i++) {
-  if (!known.includes(host(i))) {
+  if (known.includes(host(i))) { continue; }
+  if (answers(host(i))) {
     rs.add(host(i));
     print(`member ${host(i)} added`);
+  } else {
+    waiting.push(host(i));
   }
 }
+if (waiting.length) { throw new Error(`waiting for ${waiting.join(", ")} to answer`); }

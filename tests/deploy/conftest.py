@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 from deploytools import (
+    COMPOSE_SECRETS,
     DUMMY_SECRETS,
+    OPTIONAL_SETTINGS,
     OVERLAYS,
     render_overlay,
     repo_file,
@@ -22,7 +24,7 @@ from deploytools import (
 @pytest.fixture(scope="session")
 def compose(tmp_path_factory) -> dict:
     """The compose file as docker-compose resolves it (interpolated, paths made absolute)."""
-    result = run_compose_config(DUMMY_SECRETS, tmp_path_factory.mktemp("compose"))
+    result = run_compose_config(COMPOSE_SECRETS, tmp_path_factory.mktemp("compose"))
     assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
     return yaml.safe_load(result.stdout)
 
@@ -35,7 +37,7 @@ def compose_source() -> dict:
 
 @pytest.fixture(scope="session")
 def k8s_repo(tmp_path_factory) -> Path:
-    return shadow_repo(tmp_path_factory.mktemp("k8s"), DUMMY_SECRETS)
+    return shadow_repo(tmp_path_factory.mktemp("k8s"), {**DUMMY_SECRETS, **OPTIONAL_SETTINGS})
 
 
 @pytest.fixture(scope="session")

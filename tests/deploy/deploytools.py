@@ -22,8 +22,18 @@ DUMMY_SECRETS = {
     "PHOTO_STORE_TOKEN": "dummy-photo-store-token",
     "PHOTO_LINK_SECRET": "dummy-photo-link-secret",
     "GRAFANA_ADMIN_PASSWORD": "dummy-grafana-password",
+    "MONGO_APP_PASSWORD": "dummy-mongo-app-password",
 }
-COMPOSE_REQUIRED_SECRETS = tuple(DUMMY_SECRETS)
+# docker compose also asks for its MongoDB's and Redis's passwords
+COMPOSE_SECRETS = {
+    **DUMMY_SECRETS,
+    "MONGO_ROOT_PASSWORD": "dummy-mongo-root-password",
+    "REDIS_PASSWORD": "dummy-redis-password",
+}
+COMPOSE_REQUIRED_SECRETS = tuple(COMPOSE_SECRETS)
+# Optional settings turned on in the rendered overlays, so that every connection they open is
+# part of what the NetworkPolicies must allow (Cloudinary: HTTPS to its API).
+OPTIONAL_SETTINGS = {"CLOUDINARY_URL": "cloudinary://dummy-key:dummy-secret@dummy-cloud"}
 
 OVERLAYS = ("local", "production")
 # kubernetes-validate ships schemas for 1.25-1.37: validate against the oldest version we

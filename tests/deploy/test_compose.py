@@ -5,7 +5,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploytools import COMPOSE_REQUIRED_SECRETS, DUMMY_SECRETS, REPO, placeholders, repo_file, run_compose_config
+from deploytools import (
+    COMPOSE_REQUIRED_SECRETS,
+    COMPOSE_SECRETS,
+    DUMMY_SECRETS,
+    REPO,
+    placeholders,
+    repo_file,
+    run_compose_config,
+)
 
 from stack.render import render
 
@@ -99,7 +107,7 @@ def test_compose_config_validates(compose):
 
 @pytest.mark.parametrize("missing", COMPOSE_REQUIRED_SECRETS)
 def test_compose_refuses_to_run_without_a_required_secret(missing, tmp_path):
-    values = {k: v for k, v in DUMMY_SECRETS.items() if k != missing}
+    values = {k: v for k, v in COMPOSE_SECRETS.items() if k != missing}
     result = run_compose_config(values, tmp_path)
     assert result.returncode != 0
     assert missing in result.stderr
@@ -151,6 +159,20 @@ def test_only_the_user_interfaces_are_published_and_on_localhost(compose):
             target = int(rest.split(":")[-1].split("/")[0])
         assert host_ip == "127.0.0.1", f"{name} is published beyond localhost by default"
         assert target == PUBLISHED[name]
+
+
+def test_publishing_the_site_does_not_publish_the_operator_tools(tmp_path):
+    everywhere = "0.0.0.0"  # noqa: S104 (what an operator sets to publish the site)
+    result = run_compose_config({**COMPOSE_SECRETS, "HOST_BIND_ADDRESS": everywhere}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    host_ips = {name: {_host_ip(p) for p in services[name]["ports"]} for name in PUBLISHED}
+    assert host_ips.pop("nginx") == {everywhere}
+    assert all(ips == {"127.0.0.1"} for ips in host_ips.values()), host_ips
+
+
+def _host_ip(port) -> str:
+    return port.get("host_ip") if isinstance(port, dict) else port.partition(":")[0]
 
 
 def test_backends_sit_only_on_internal_networks(compose):
@@ -399,3 +421,47 @@ def test_healthcheck_arguments_survive_podmans_api(compose):
         if test[0] == "CMD":
             spaced = [arg for arg in test[1:] if " " in arg]
             assert not spaced, f"{name}: healthcheck arguments with spaces {spaced} break under podman"
+
+
+def test_mongodb_and_redis_ask_for_a_password(compose):
+    # the backend network is shared with a container that holds the Docker socket
+    services = compose["services"]
+    mongodb = services["mongodb"]["environment"]
+    assert mongodb["MONGO_INITDB_ROOT_PASSWORD"] == COMPOSE_SECRETS["MONGO_ROOT_PASSWORD"]
+    assert mongodb["MONGO_APP_PASSWORD"] == COMPOSE_SECRETS["MONGO_APP_PASSWORD"]
+    init = {target: source for source, target, _ in _mounts(services["mongodb"])}
+    assert Path(init["/docker-entrypoint-initdb.d/app-user.js"]) == repo_file("mongodb/initdb/app-user.js")
+    assert "process.env.MONGO_APP_PASSWORD" in repo_file("mongodb/initdb/app-user.js").read_text()
+    redis = services["redis"]
+    # `config` keeps compose's escape: the container's shell reads $REDIS_PASSWORD itself
+    assert '--requirepass "$$REDIS_PASSWORD"' in " ".join(redis["command"])
+    assert (
+        redis["environment"]["REDIS_PASSWORD"]
+        == redis["environment"]["REDISCLI_AUTH"]
+        == COMPOSE_SECRETS["REDIS_PASSWORD"]
+    )
+    assert services["redis-exporter"]["environment"]["REDIS_PASSWORD"] == COMPOSE_SECRETS["REDIS_PASSWORD"]
+    for name, service in services.items():
+        env = service.get("environment") or {}
+        if "MONGO_URL" in env:
+            assert f"vaccination:{COMPOSE_SECRETS['MONGO_APP_PASSWORD']}@mongodb:" in env["MONGO_URL"], name
+        if "REDIS_URL" in env:
+            assert env["REDIS_URL"].startswith(f"redis://:{COMPOSE_SECRETS['REDIS_PASSWORD']}@redis:"), name
+
+
+# Images that start as root and need their capabilities to hand files to their own user and
+# switch to it (the entrypoints' chown and gosu/su-exec, nginx's master), or to read the
+# Docker socket (Alloy). Every other service drops them all.
+STARTS_AS_ROOT = {"nginx", "mongodb", "redis", "photo-store", "alertmanager-config", "mailpit", "alloy"}
+STATELESS = {"node-exporter", "nginx-exporter", "redis-exporter", "blackbox-exporter", "middleware"}
+
+
+def test_no_service_gains_privileges_and_non_root_ones_drop_every_capability(compose):
+    services = compose["services"]
+    assert set(services) >= STARTS_AS_ROOT
+    for name, service in services.items():
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        if name not in STARTS_AS_ROOT:
+            assert service.get("cap_drop") == ["ALL"], name
+    for name in STATELESS | {f"instance-{n}" for n in (1, 2, 3)}:
+        assert services[name].get("read_only") is True, f"{name} writes nothing: its root filesystem can be read-only"

@@ -2,10 +2,13 @@
 sent, and they run as the contract says."""
 
 import fnmatch
+import importlib.metadata
 import re
 
 import pytest
 from deploytools import REPO, repo_file
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 SERVICES = {"instance": 8000, "middleware": 8010}
 
@@ -116,3 +119,61 @@ def test_requirements_are_pinned(service):
         line = line.split("#", 1)[0].strip()
         if line and not line.startswith("-"):
             assert "==" in line, f"{service}/requirements.txt: {line} is not pinned"
+
+
+def _lock(service: str) -> dict[str, tuple[str, list[str]]]:
+    """name -> (version, hashes) of <service>/requirements.lock"""
+    text = repo_file(f"{service}/requirements.lock").read_text().replace("\\\n", " ")
+    entries = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            pin, *options = line.split()
+            name, version = pin.split("==")
+            entries[canonicalize_name(name)] = (version, [o.removeprefix("--hash=") for o in options])
+    return entries
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_image_installs_only_hashed_packages(service):
+    runs = [rest for keyword, rest in _instructions(service) if keyword == "RUN" and "pip install" in rest]
+    assert len(runs) == 1 and "--require-hashes" in runs[0] and "--no-deps" in runs[0]
+    assert "requirements.lock" in runs[0]
+    for name, (_, hashes) in _lock(service).items():
+        assert hashes and all(re.fullmatch(r"sha256:[0-9a-f]{64}", h) for h in hashes), name
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_lock_holds_every_requirement_and_all_they_pull_in(service):
+    # The dependency closure from the metadata of the repository's own environment, which has
+    # the very versions of requirements.txt (the lock of everything): no more, no fewer.
+    lock = _lock(service)
+    repository = {}
+    for line in repo_file("requirements.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            repository[canonicalize_name(name)] = version.strip()
+    wanted = [
+        Requirement(line.split("#", 1)[0])
+        for line in repo_file(f"{service}/requirements.txt").read_text().splitlines()
+        if line.split("#", 1)[0].strip()
+    ]
+    closure, queue = set(), [r.name for r in wanted]
+    while queue:
+        name = canonicalize_name(queue.pop())
+        if name in closure:
+            continue
+        closure.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:  # needed only on the image's Python
+            assert name in {canonicalize_name(r.name) for r in wanted}, name
+            requires = []
+        for requirement in map(Requirement, requires):
+            if not requirement.marker or requirement.marker.evaluate({"extra": ""}):
+                queue.append(requirement.name)
+    assert set(lock) == closure
+    for requirement in wanted:
+        assert requirement.specifier.contains(lock[canonicalize_name(requirement.name)][0])
+    in_repository = {name: version for name, (version, _) in lock.items() if name in repository}
+    assert in_repository == {n: repository[n] for n in in_repository}

@@ -1,5 +1,6 @@
 """NetworkPolicies: which pod may open a connection to which port, computed from the rendered
-manifests, is exactly the "Network flows" table of docs/architecture.md, both ways.
+manifests, is exactly the flows the code opens (code_flows.py derives them from the code and its
+settings) and exactly the "Network flows" table of docs/architecture.md, both ways.
 
 A connection is allowed when an ingress rule of a policy selecting the destination admits the
 source and the port, and an egress rule of a policy selecting the source admits the destination
@@ -10,18 +11,25 @@ and the port (with a default deny, a pod no policy selects for a direction gets 
 import re
 
 import pytest
-from deploytools import OVERLAYS, find, repo_file
+import yaml
+from code_flows import derived_flows
+from deploytools import OVERLAYS, find, one, repo_file
 
 OUTSIDE = "outside"
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet"}
 
 
-def architecture_flows() -> set[tuple[str, str, int]]:
+def architecture_flows(overlay: str) -> set[tuple[str, str, int]]:
+    """The table's rows for one overlay (a row ending "(<other> overlay)" is not one of them)."""
     text = repo_file("docs/architecture.md").read_text()
     section = text.split("## Network flows", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| ([a-z-]+) \| ([a-z-]+) \| (\d+) \|", section, re.M)
+    rows = re.findall(r"^\| ([a-z-]+) \| ([a-z-]+) \| (\d+) \| (.*) \|$", section, re.M)
     assert rows, "docs/architecture.md has no network flow table"
-    return {(source, destination, int(port)) for source, destination, port in rows}
+    return {
+        (source, destination, int(port))
+        for source, destination, port, what in rows
+        if not (m := re.search(r"\((\w+) overlay\)$", what)) or m[1] == overlay
+    }
 
 
 def _pods(objects: list[dict]) -> dict[str, dict]:
@@ -54,8 +62,10 @@ def _peer_matches(peers: list[dict] | None, other: str, pods: dict) -> bool:
             if other == OUTSIDE:
                 return True
         elif "namespaceSelector" in peer:
-            # another namespace's pods (the cluster DNS): not a pod of ours, not `outside` traffic
-            continue
+            # another namespace's pods: the cluster DNS (with a podSelector), not ours to check
+            # here; or a whole namespace (the ingress controller's), which is `outside`
+            if other == OUTSIDE and "podSelector" not in peer:
+                return True
         elif other != OUTSIDE and _selects(peer["podSelector"], pods[other]["labels"]):
             return True
     return False
@@ -105,12 +115,31 @@ def reachability(objects: list[dict], outside_ports: set[int]) -> set[tuple[str,
 def test_reachability_is_exactly_the_architecture_table(rendered, overlay):
     objects = rendered[overlay]
     pods = set(_pods(objects))
-    expected = {(s, d, p) for s, d, p in architecture_flows() if {s, d} - {OUTSIDE} <= pods}
+    expected = {(s, d, p) for s, d, p in architecture_flows(overlay) if {s, d} - {OUTSIDE} <= pods}
     # every port the table names for `outside`, plus a few it must not reach
-    outside_ports = {p for s, d, p in architecture_flows() if d == OUTSIDE} | {22, 80, 8080, 27017}
+    outside_ports = {p for s, d, p in architecture_flows(overlay) if d == OUTSIDE} | {22, 25, 80, 465, 8080, 27017}
     actual = reachability(objects, outside_ports)
     assert not actual - expected, f"allowed but not in docs/architecture.md: {sorted(actual - expected)}"
     assert not expected - actual, f"in docs/architecture.md but blocked: {sorted(expected - actual)}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_reachability_is_exactly_what_the_code_opens(rendered, overlay):
+    objects = rendered[overlay]
+    needed = derived_flows(objects)
+    outside_ports = {p for s, d, p in needed if d == OUTSIDE} | {22, 25, 80, 465, 8080, 27017}
+    actual = reachability(objects, outside_ports)
+    assert not needed - actual, f"the code opens these, the policies block them: {sorted(needed - actual)}"
+    assert not actual - needed, f"allowed, but nothing in the code opens them: {sorted(actual - needed)}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_table_lists_every_flow_the_code_opens(rendered, overlay):
+    pods = set(_pods(rendered[overlay]))
+    table = {(s, d, p) for s, d, p in architecture_flows(overlay) if {s, d} - {OUTSIDE} <= pods}
+    needed = derived_flows(rendered[overlay])
+    assert not needed - table, f"missing from docs/architecture.md: {sorted(needed - table)}"
+    assert not table - needed, f"in docs/architecture.md, opened by nothing: {sorted(table - needed)}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -133,7 +162,50 @@ def test_every_pod_may_ask_the_cluster_dns_and_only_on_53(rendered, overlay):
     assert len(dns) == 1
     (rule,) = dns[0]["spec"]["egress"]
     assert rule["to"][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    # NodeLocal DNSCache answers on a link-local address from the host network: no pod selector
+    assert {"cidr": "169.254.20.10/32"} in [peer.get("ipBlock") for peer in rule["to"]]
     assert {(p["protocol"], p["port"]) for p in rule["ports"]} == {("UDP", 53), ("TCP", 53)}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_rule_to_the_internet_holds_on_ipv6_too(rendered, overlay):
+    for policy in find(rendered[overlay], "NetworkPolicy"):
+        for rule in policy["spec"].get("egress", []):
+            cidrs = {peer["ipBlock"]["cidr"] for peer in rule.get("to", []) if "ipBlock" in peer}
+            if "0.0.0.0/0" in cidrs or "::/0" in cidrs:
+                assert {"0.0.0.0/0", "::/0"} <= cidrs, policy["metadata"]["name"]
+
+
+def test_the_cilium_component_lets_discovery_reach_the_api_server(tmp_path):
+    # On Cilium no ipBlock matches the API server: the component's entity rule must cover every
+    # pod that talks to it (those the code derivation sends to the API ports).
+    from code_flows import KUBE_API_PORTS
+    from deploytools import DUMMY_SECRETS, render_overlay, shadow_repo
+
+    repo = shadow_repo(tmp_path, DUMMY_SECRETS)
+    overlay = repo / "k8s/overlays/cilium"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "namespace: vaccination\nresources:\n  - ../production\ncomponents:\n  - ../../components/cilium\n"
+    )
+    result = render_overlay(repo, "cilium")
+    assert result.returncode == 0, result.stderr
+    objects = [d for d in yaml.safe_load_all(result.stdout) if d]
+    (policy,) = find(objects, "CiliumNetworkPolicy")
+    assert policy["metadata"]["namespace"] == "vaccination"
+    (expression,) = policy["spec"]["endpointSelector"]["matchExpressions"]
+    callers = {s for s, d, p in derived_flows(objects) if d == OUTSIDE and p in KUBE_API_PORTS}
+    assert set(expression["values"]) == callers
+    (rule,) = policy["spec"]["egress"]
+    assert rule["toEntities"] == ["kube-apiserver"]
+    assert {int(p["port"]) for p in rule["toPorts"][0]["ports"]} == set(KUBE_API_PORTS)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_alloy_sends_no_usage_reports(rendered, overlay):
+    alloy = one(rendered[overlay], "Deployment", "alloy")
+    assert "--disable-reporting" in alloy["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
 def test_the_model_sees_a_missing_and_an_extra_flow(rendered):
@@ -150,3 +222,13 @@ def test_the_model_sees_a_missing_and_an_extra_flow(rendered):
     nginx["spec"]["egress"].append({})
     redis["spec"]["ingress"] = [{}]
     assert ("nginx", "redis", 6379) in reachability(objects, {443})
+
+
+def test_only_the_ingress_controller_may_reach_the_production_nginx(rendered):
+    # our nginx trusts X-Forwarded-For from private addresses: no other pod may connect
+    policy = one(rendered["production"], "NetworkPolicy", "nginx")
+    (public,) = [rule for rule in policy["spec"]["ingress"] if {p["port"] for p in rule["ports"]} == {8080}]
+    namespaces = [peer["namespaceSelector"] for peer in public["from"] if "namespaceSelector" in peer]
+    assert namespaces == [{"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}]
+    pods = [peer["podSelector"]["matchLabels"] for peer in public["from"] if "podSelector" in peer]
+    assert pods == [{"app.kubernetes.io/name": "blackbox-exporter"}]

@@ -168,10 +168,15 @@ def _override(path) -> None:
         f"    image: {standin('redis')}\n"
         "  photo-store:\n"
         f"    image: {standin('photo-store')}\n"
+        # the stand-in (nx-27017) has no authentication: the services get a URL without a user
         "  instance-1:\n"
         f"    image: {image('instance')}\n"
+        "    environment:\n"
+        "      MONGO_URL: mongodb://mongodb:27017\n"
         "  middleware:\n"
         f"    image: {image('middleware')}\n"
+        "    environment:\n"
+        "      MONGO_URL: mongodb://mongodb:27017\n"
     )
 
 
@@ -182,7 +187,7 @@ def compose_project(images, tmp_path_factory):
     import subprocess
     import threading
 
-    from deploytools import DUMMY_SECRETS, REPO
+    from deploytools import COMPOSE_SECRETS, REPO
     from podman_tools import build_standins, env
 
     compose = shutil.which("docker-compose")
@@ -199,7 +204,7 @@ def compose_project(images, tmp_path_factory):
         start_new_session=True,
     )
     project = f"vaxtest{os.getpid()}"
-    (tmp / "compose.env").write_text("".join(f"{k}={v}\n" for k, v in DUMMY_SECRETS.items()))
+    (tmp / "compose.env").write_text("".join(f"{k}={v}\n" for k, v in COMPOSE_SECRETS.items()))
     _override(tmp / "standins.yml")
     command = [
         compose,

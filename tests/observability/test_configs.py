@@ -114,6 +114,8 @@ def test_prometheus_config_gives_every_contract_job_a_target_file():
         "blackbox-tcp",
         "prometheus",
         "alertmanager",
+        "loki",
+        "alloy",
     }
     assert jobs == {name: [f"targets/{name}.yml"] for name in jobs}
     assert config["alerting"]["alertmanagers"][0]["file_sd_configs"][0]["files"] == ["targets/alertmanager.yml"]
@@ -153,6 +155,8 @@ def test_compose_targets_name_the_same_parts_as_the_native_ones(name):
     compose = yaml.safe_load((COMPOSE_TARGETS / name).read_text())
     if name == "node.yml":  # natively the node is named after the machine
         assert [sorted(group["labels"]) for group in compose] == [sorted(group["labels"]) for group in native]
+    elif name in ("loki.yml", "alloy.yml"):  # natively the logs are files: no Loki, no Alloy
+        assert native == [] and _parts(compose) == [(name.removesuffix(".yml"), None, ["target_name"])]
     else:
         assert _parts(compose) == _parts(native)
 

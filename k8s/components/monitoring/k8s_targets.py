@@ -31,6 +31,8 @@ FILES = (
     "blackbox-tcp.yml",
     "prometheus.yml",
     "alertmanager.yml",
+    "loki.yml",
+    "alloy.yml",
 )
 
 # The pods of the two-replica StatefulSets prometheus and alertmanager (tests/deploy checks
@@ -101,6 +103,14 @@ def build_targets(pods: list[dict], blackbox: str = "blackbox-exporter:9115") ->
         "alertmanager.yml": [
             {"targets": [f"{name}.alertmanager-headless:9093"], "labels": {"target_name": name}}
             for name in PAIR_MEMBERS["alertmanager"]
+        ],
+        "loki.yml": [
+            {"targets": [f"{ip}:3100"], "labels": {"target_name": "loki", "pod": name}}
+            for name, ip in _pods(pods, "loki")
+        ],
+        "alloy.yml": [
+            {"targets": [f"{ip}:12345"], "labels": {"target_name": "alloy", "pod": name}}
+            for name, ip in _pods(pods, "alloy")
         ],
     }
     assert tuple(files) == FILES
