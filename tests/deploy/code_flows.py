@@ -206,6 +206,13 @@ def derived_flows(objects: list[dict]) -> set[tuple[str, str, int]]:
             flow for h, p in _host_ports(settings["SMTP_SMARTHOST"]) for flow in _flow(cluster, "alertmanager", h, p)
         }
 
+    # The Alertmanager pair gossips with the peers its arguments name.
+    if pods.get("alertmanager"):
+        args = pods["alertmanager"]["spec"]["containers"][0]["args"]
+        for peer in (a.split("=", 1)[1] for a in args if a.startswith("--cluster.peer=")):
+            host, port = peer.rsplit(":", 1)
+            flows |= _flow(cluster, "alertmanager", host, int(port))
+
     # MongoDB members replicate from each other by the names the bootstrap gives them.
     if pods.get("mongodb"):
         script = _configmap_file(objects, "mongodb-bootstrap", "bootstrap.js")

@@ -552,6 +552,8 @@ def test_the_docs_give_the_dashboards_configmap_its_real_size(rendered):
 def test_alertmanager_mails_name_an_address_operators_can_open(rendered, overlay):
     # the mail template prints .ExternalURL; without the flag it is the pod's own name
     assert "{{ .ExternalURL }}" in repo_file("alertmanager/templates/email.tmpl").read_text()
-    args = _pod_spec(one(rendered[overlay], "StatefulSet", "alertmanager"))["containers"][0]["args"]
-    (url,) = [a.split("=", 1)[1] for a in args if a.startswith("--web.external-url=")]
-    assert url.startswith("http://127.0.0.1:")
+    container = _pod_spec(one(rendered[overlay], "StatefulSet", "alertmanager"))["containers"][0]
+    (url,) = [a.split("=", 1)[1] for a in container["args"] if a.startswith("--web.external-url=")]
+    url = re.sub(r"\$\((\w+)\)", lambda m: env_of(rendered[overlay], container)[m[1]], url)
+    # local: kubectl port-forward (docs/deployment.md); production: the operators' own address
+    assert url == {"local": "http://127.0.0.1:9093", "production": "https://alertmanager.example.org"}[overlay]
