@@ -160,7 +160,10 @@ def save_report_counts(db: Database, request_id: str, scope: str, rows: list[dic
     from without counting again."""
     now = datetime.now(UTC)
     db[REPORT_COUNTS].delete_many({"at": {"$lt": now - REPORT_COUNTS_KEPT}})  # a handful of documents
-    db[REPORT_COUNTS].replace_one({"_id": request_id}, {"scope": scope, "cities": rows, "at": now}, upsert=True)
+    # an update, not replace_one: the embedded server's replacing upsert ignores the filter's _id
+    db[REPORT_COUNTS].update_one(
+        {"_id": request_id}, {"$set": {"scope": scope, "cities": rows, "at": now}}, upsert=True
+    )
 
 
 def take_report_counts(db: Database, request_id: str) -> dict | None:
