@@ -134,8 +134,8 @@ def rows(results: dict) -> list[tuple]:
         )
         out.append(
             (
-                "  registrations; failed; chart total = report rows",
-                f"{r['registrations']}; {r['failed']}; {yes(r['chart_equals_report'])}",
+                "  registrations; failed; reports broken; chart total = report rows",
+                f"{r['registrations']}; {r['failed']}; {r.get('reports_broken', 0)}; {yes(r['chart_equals_report'])}",
                 "",
                 "",
                 "",
