@@ -1,9 +1,9 @@
 """GET /api/reports/cities.xlsx: the report, built by a replica, refreshing the chart cache on the way.
 
 The rule the system is specified with: every query of the report service refreshes the
-chart cache, as the workbook's last bytes pass. Only a successful (200) report counts, so an
-unauthenticated caller cannot make the middleware run the totals query at will. The workbook is
-streamed, never buffered.
+chart cache, as the workbook's last bytes pass, from the counts the replica saved under the
+request's id. Only a successful (200) report counts, so an unauthenticated caller cannot make
+the middleware refresh the chart at will. The workbook is streamed, never buffered.
 
 Which replica builds it is nginx's decision, as for every other request: the request goes to
 nginx's internal port (INSTANCES_URL), whose /api/reports/ location uses the same upstream,
