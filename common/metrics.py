@@ -107,14 +107,20 @@ KNOWN_SERIES = {
             (reason,)
             for reason in ("missing_field", "invalid_name", "invalid_city", "invalid_photo", "photo_too_large")
         ],
-        DEPENDENCY_ERRORS: [("mongodb", op) for op in ("insert", "find_one", "report_scan")]
+        DEPENDENCY_ERRORS: [("mongodb", op) for op in ("insert", "count", "find_one", "report_scan", "report_counts")]
         + [("photo_store", op) for op in ("put", "delete", "get", "health")]
         + [("redis", "admin_throttle")],
     },
     "middleware": {
         CHART_CACHE_LOOKUPS: [("hit",), ("miss",), ("error",)],
         CHART_CACHE_REFRESHES: [("report",), ("miss",)],
-        DEPENDENCY_ERRORS: [("mongodb", "city_totals"), ("redis", "get"), ("redis", "set"), ("instance", "report")],
+        DEPENDENCY_ERRORS: [
+            ("mongodb", "city_totals"),
+            ("mongodb", "report_counts"),
+            ("redis", "get"),
+            ("redis", "set"),
+            ("instance", "report"),
+        ],
     },
 }
 

@@ -1,12 +1,20 @@
-"""The MongoDB schema both services read: registrations and the city display names.
+"""The MongoDB schema both services read: registrations, and per city its display name and total.
 
-Only plain CRUD, indexes and a $group aggregation: the code must behave the same on a real
-mongod and on the embedded wire-protocol server the native stack runs by default.
+Only plain CRUD and indexes: the code must behave the same on a real mongod and on the embedded
+wire-protocol server the native stack runs by default, which runs one operation at a time, so
+no query of ours may hold it for long (no whole-collection aggregation, no scan of every row in
+one command).
+
+A city's `total` is a counter kept on insert: only the attempt whose insert stored the record
+adds one (the unique `_id` decides, as for the record itself), so a retried registration never
+counts twice. A counter can still drift (the insert landed but the increment failed, or rows
+were written or removed by hand): a whole report counts every row and corrects it (see
+correct_totals).
 """
 
 import hashlib
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database
@@ -15,6 +23,8 @@ from common.cities import city_key
 
 REGISTRATIONS = "registrations"
 CITIES = "cities"
+REPORT_COUNTS = "report_counts"  # what a report counted, by request id, until the middleware takes it
+REPORT_COUNTS_KEPT = timedelta(hours=1)  # one never taken (its client left at the very end) goes then
 DATABASE = "vaccination"  # the default of MONGO_DB
 
 
@@ -85,42 +95,103 @@ def ensure_indexes(db: Database) -> None:
     db[REGISTRATIONS].create_index([("created_at", ASCENDING)])
 
 
-def city_totals(db: Database) -> list[dict]:
+def count_registration(db: Database, key: str, spelling: str) -> None:
+    """One more stored registration in this city (called by the attempt that stored it)."""
+    db[CITIES].update_one({"_id": key}, {"$inc": {"total": 1}, "$setOnInsert": {"city": spelling}}, upsert=True)
+
+
+def cities(db: Database) -> dict[str, dict]:
+    """{city key: {"city": display name, "total": its counter, None if never counted}}: one read
+    of a collection with a document per city, not per registration."""
+    return {
+        row["_id"]: {"city": row.get("city") or row["_id"].title(), "total": row.get("total")}
+        for row in db[CITIES].find({}, {"city": 1, "total": 1})
+        if isinstance(row.get("_id"), str)
+    }
+
+
+def chart_rows(counts: dict[str, int], names: dict[str, str]) -> list[dict]:
     """[{"city", "city_key", "total"}] for every city with registrations, by display name."""
-    totals = db[REGISTRATIONS].aggregate([{"$group": {"_id": "$city_key", "total": {"$sum": 1}}}])
-    counts = {row["_id"]: row["total"] for row in totals if row["_id"]}
-    names = display_names(db, list(counts))
-    rows = [{"city": names.get(key, key.title()), "city_key": key, "total": n} for key, n in counts.items()]
+    rows = [{"city": names.get(key) or key.title(), "city_key": key, "total": n} for key, n in counts.items() if n > 0]
     return sorted(rows, key=lambda row: (row["city"].casefold(), row["city_key"]))
 
 
-# Keys per look-up of display names: one query with every key would grow with the number of
-# cities past the server's limits (a 16 MB BSON command); a few hundred keys stay far below.
-NAMES_BATCH = 500
-
-
-def display_names(db: Database, keys: list[str]) -> dict[str, str]:
-    """{city key: the first spelling seen} for these keys, looked up a batch of keys at a time."""
-    names: dict[str, str] = {}
-    for start in range(0, len(keys), NAMES_BATCH):
-        batch = keys[start : start + NAMES_BATCH]
-        names.update((row["_id"], row["city"]) for row in db[CITIES].find({"_id": {"$in": batch}}, {"city": 1}))
-    return names
+def city_totals(db: Database) -> list[dict]:
+    """Every city's counter as chart rows (see chart_rows)."""
+    known = cities(db)
+    return chart_rows(
+        {key: city["total"] or 0 for key, city in known.items()}, {k: c["city"] for k, c in known.items()}
+    )
 
 
 def rekey_cities(db: Database) -> int:
     """Gives stored registrations the key city_key() makes of their city now (after the rule
     changed, as when NFKC was added); returns how many moved. Safe to run again and beside the
-    services: an update moves only documents that do not have the current key yet."""
+    services: an update moves only documents that do not have the current key yet. The city
+    counters follow the rows they moved (a whole report checks them again afterwards)."""
     moved = 0
     for city in db[REGISTRATIONS].distinct("city"):  # one per spelling: thousands at most
         if not isinstance(city, str):
             continue
         key = city_key(city)
         db[CITIES].update_one({"_id": key}, {"$setOnInsert": {"city": city}}, upsert=True)
-        moved += (
-            db[REGISTRATIONS]
-            .update_many({"city": city, "city_key": {"$ne": key}}, {"$set": {"city_key": key}})
-            .modified_count
-        )
+        for old in db[REGISTRATIONS].distinct("city_key", {"city": city, "city_key": {"$ne": key}}):
+            count = (
+                db[REGISTRATIONS]
+                .update_many({"city": city, "city_key": old}, {"$set": {"city_key": key}})
+                .modified_count
+            )
+            db[CITIES].update_one({"_id": old}, {"$inc": {"total": -count}})
+            db[CITIES].update_one({"_id": key}, {"$inc": {"total": count}})
+            moved += count
     return moved
+
+
+# A city's rows newer than this, when a report read it, may belong to a registration whose
+# counter increment is still on its way: its request's database time (MONGO_TIMEOUT_MS) after a
+# photo upload that began when created_at was set. Such a city is not corrected that time.
+SETTLE_SECONDS = 120
+
+
+def correct_totals(
+    db: Database, before: dict[str, dict], counted: dict[str, tuple[int, datetime | None]], started: datetime
+) -> list[str]:
+    """After a whole report: set each city's counter to the rows the report counted, where that
+    is certainly the truth. `before`: cities() as read when the report started; `counted`: {key:
+    (rows, newest created_at)}; `started`: when it started (naive UTC). A city is corrected only
+    if its counter did not move during the report (no increment raced it), its newest row is
+    older than SETTLE_SECONDS, and the counter still holds the value compared (a compare-and-set:
+    an increment between the read and the write wins). Returns the corrected keys."""
+    after = cities(db)
+    corrected = []
+    for key in set(before) | set(counted):
+        rows, newest = counted.get(key, (0, None))
+        was = before.get(key, {}).get("total")
+        now = after.get(key, {}).get("total")
+        if key not in after or was != now or now == rows:
+            continue
+        if newest is not None and (started - newest).total_seconds() < SETTLE_SECONDS:
+            continue
+        unchanged = {"_id": key, "total": now} if now is not None else {"_id": key, "total": {"$exists": False}}
+        if db[CITIES].update_one(unchanged, {"$set": {"total": rows}}).modified_count:
+            corrected.append(key)
+    return corrected
+
+
+def save_report_counts(db: Database, request_id: str, scope: str, rows: list[dict]) -> None:
+    """A finished report's chart rows (see chart_rows), for the middleware to refresh the chart
+    from without counting again."""
+    now = datetime.now(UTC)
+    db[REPORT_COUNTS].delete_many({"at": {"$lt": now - REPORT_COUNTS_KEPT}})  # a handful of documents
+    # an update, not replace_one: the embedded server's replacing upsert ignores the filter's _id
+    db[REPORT_COUNTS].update_one(
+        {"_id": request_id}, {"$set": {"scope": scope, "cities": rows, "at": now}}, upsert=True
+    )
+
+
+def take_report_counts(db: Database, request_id: str) -> dict | None:
+    """{"scope", "cities"} a report saved under this request id, removed as it is read; None if none."""
+    doc = db[REPORT_COUNTS].find_one({"_id": request_id})
+    if doc is not None:
+        db[REPORT_COUNTS].delete_one({"_id": request_id})
+    return doc

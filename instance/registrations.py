@@ -205,18 +205,20 @@ def _insert(doc: dict, store) -> dict:
             _remember_city(db, doc["city_key"], doc["city"])
             sent = True  # from here on the record may reach the database even if pymongo raises
             db[records.REGISTRATIONS].insert_one(doc)
+        _count(db, doc)
         return doc
     except PyMongoError as error:
         outcome, found = "not_stored", None
         if sent:
             outcome, found = insert_outcome(error, lambda: _lookup(db, doc["_id"]))
         if outcome == "stored":
-            if found["photo_key"] == doc["photo_key"]:
+            if found["photo_key"] == doc["photo_key"]:  # stored by this attempt: counted by it
                 log.warning(
                     "database write reported %s but the registration is stored",
                     error.__class__.__name__,
                     extra={"registration_id": doc["_id"]},
                 )
+                _count(db, doc)
             return found
         if outcome == "not_stored":
             log.error("database write failed, removing the uploaded photo: %s", error)
@@ -257,6 +259,17 @@ def insert_outcome(error: PyMongoError, find) -> tuple[str, dict | None]:
         log.warning("registration lookup after a failed write failed too: %s", lookup_error)
         return "unknown", None
     return ("stored", found) if found is not None else ("unknown", None)
+
+
+def _count(db, doc: dict) -> None:
+    """Add the record this attempt stored to its city's total; a failure leaves the total one
+    short, which the next whole report corrects (see records.correct_totals), not a failed
+    registration."""
+    try:
+        with _db_time_limit(), track_dependency("mongodb", "count"):
+            records.count_registration(db, doc["city_key"], doc["city"])
+    except PyMongoError as error:
+        log.error("city total not counted: %s", error, extra={"registration_id": doc["_id"]})
 
 
 def _remember_city(db, key: str, spelling: str) -> None:

@@ -14,8 +14,11 @@ first in the workbook but its entry is written last, from the rows actually writ
 totals always match the city sheets; it links every city to its sheet, since a sheet title
 (31 characters at most) cannot always hold the city's whole name.
 
-A reader thread scans the database into a small bounded queue while the response writes, so
-the database's work and the workbook's overlap.
+A reader thread reads the rows into a small bounded queue while the response writes, so the
+database's work and the workbook's overlap. It reads them in short pages (see _pages), never in
+one long command: the embedded database server runs one operation at a time, and a
+registration must not wait for a report. The rows counted per city are handed to `counted`
+when the last sheet is written: the chart and the city counters are refreshed from them.
 """
 
 import contextlib
@@ -27,6 +30,7 @@ import time
 import unicodedata
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
 
@@ -65,8 +69,9 @@ HEADER = ["Name", "City", "Registered at (UTC)", "Photo link"]
 SUMMARY_HEADER = ["City", "Total", "Sheet"]
 CELL_MAX = 32767  # characters a cell holds in Excel and LibreOffice
 CHUNK = 64 * 1024  # bytes handed to the server at a time
-SCAN_BATCH = 5000  # documents per database round trip and per queue item
-SCAN_DEPTH = 2  # batches read ahead: bounds memory (a batch is ~5 MB of documents); the writer is faster
+SCAN_PAGE = 500  # rows per query: about 50 ms of the embedded server's time, which nothing else gets meanwhile
+SCAN_DEPTH = 4  # pages read ahead: bounds memory (a page is ~1 MB of documents)
+_SCAN_ORDER = [("city_key", ASCENDING), ("created_at", ASCENDING)]  # the compound index's order
 
 # Excel's rules for sheet names: at most 31 UTF-16 code units, none of these characters, not
 # starting or ending with an apostrophe, unique ignoring case, and "History" is reserved.
@@ -252,6 +257,17 @@ def _escape(text: str) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class Counted:
+    """What a finished report counted. scope: "all" or "city"; known: records.cities() as the
+    report began; rows: {city key: (rows, newest created_at)}; started_at: naive UTC."""
+
+    scope: str
+    known: dict[str, dict]
+    rows: dict[str, tuple[int, datetime | None]]
+    started_at: datetime
+
+
 class _Spout:
     """The ZIP's output: bytes kept until the response takes them. No tell() or seek(), so
     zipfile writes the stream form (data descriptors)."""
@@ -308,15 +324,60 @@ def _extended_properties():
     return ExtendedProperties().to_tree()
 
 
+def _pages(registrations, city_key: str | None) -> Iterator[list[dict]]:
+    """Every row with a text city key (or of one city) in (city_key, created_at) order, a page
+    of at most SCAN_PAGE rows per query.
+
+    Each page starts at a position: a city key and how many of its rows were read. The query
+    asks for keys from that city on, in the index's order, skips the rows read and stops at the
+    page's end, so the server walks the index, never the collection, and sorts nothing. The
+    position within a city is an offset rather than a bound on created_at: the embedded server
+    compares dates through SQLite's datetime() (whole seconds, no index) and would then sort a
+    whole city in Python for each page. A row inserted behind the position shifts the offset
+    by one: the page then begins with a row already read, which the last key read (created_at
+    and the ids at that instant) recognises and drops, so no row is written twice. (Rows are
+    never deleted while the service runs; one deleted behind the position would be missed.)"""
+    city, offset = (city_key or ""), 0
+    last: tuple = (None, None, set())  # city, created_at, ids read at that instant
+    while True:
+        keys = {"$gte": city, "$lte": city} if city_key is not None else {"$gte": city}
+        with (
+            track_dependency("mongodb", "report_scan"),
+            registrations.find({"city_key": keys}, {"name": 1, "created_at": 1, "city_key": 1})
+            .sort(_SCAN_ORDER)
+            .skip(offset)
+            .limit(SCAN_PAGE) as cursor,
+        ):
+            page = list(cursor)
+        if not page:
+            return
+        fresh = []
+        for doc in page:
+            key = (doc["city_key"], doc["created_at"])
+            if key[0] == last[0] and (key[1] < last[1] or (key[1] == last[1] and doc["_id"] in last[2])):
+                continue  # read already (see above)
+            fresh.append(doc)
+        end = page[-1]
+        if end["city_key"] == city:
+            offset += len(page)
+        else:
+            city, offset = end["city_key"], sum(1 for doc in page if doc["city_key"] == end["city_key"])
+        ids = {doc["_id"] for doc in page if (doc["city_key"], doc["created_at"]) == (city, end["created_at"])}
+        last = (city, end["created_at"], ids | last[2] if last[:2] == (city, end["created_at"]) else ids)
+        yield fresh
+        if len(page) < SCAN_PAGE:
+            return
+
+
 class _Scan:
-    """The report's one database scan, read ahead by a thread into a bounded queue."""
+    """The report's rows, read ahead by a thread into a bounded queue, a page at a time."""
 
     _END = object()
 
-    def __init__(self, cursor_factory: Callable):
+    def __init__(self, pages: Callable[[], Iterator[list[dict]]]):
         self._queue: queue.Queue = queue.Queue(SCAN_DEPTH)
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._read, args=(cursor_factory,), name="report-scan", daemon=True)
+        self._thread = threading.Thread(target=self._read, args=(pages,), name="report-scan", daemon=True)
         self._thread.start()
 
     def _put(self, item) -> bool:
@@ -328,18 +389,11 @@ class _Scan:
                 continue
         return False
 
-    def _read(self, cursor_factory: Callable) -> None:
+    def _read(self, pages: Callable[[], Iterator[list[dict]]]) -> None:
         try:
-            with track_dependency("mongodb", "report_scan"), cursor_factory() as cursor:
-                batch = []
-                for doc in cursor:
-                    batch.append(doc)
-                    if len(batch) == SCAN_BATCH:
-                        if not self._put(batch):
-                            return  # the client went away: the with-block closes the cursor
-                        batch = []
-                if batch and not self._put(batch):
-                    return
+            for page in pages():
+                if not self._put(page):
+                    return  # the client went away: no more pages are asked for
             self._put(self._END)
         except Exception as error:  # handed to the writer, which raises it in the request
             self._put(error)
@@ -361,30 +415,27 @@ class _Scan:
 class ReportStream:
     """The workbook as a WSGI body: an iterable of byte chunks with close().
 
-    Creating it reads the city totals (so a database that is down is a 503 before any byte)
-    and starts the scan; iterating it writes and yields the file. The server calls close()
-    even when the client went away, which stops the scan."""
+    Creating it reads the cities (their display names; so a database that is down is a 503
+    before any byte) and starts the scan; iterating it writes and yields the file, and hands
+    what it counted to `counted`. The server calls close() even when the client went away,
+    which stops the scan. A city gets a sheet when it has rows."""
 
-    def __init__(self, db: Database, photo_link: Callable[[str], str], city_key: str | None = None):
+    def __init__(
+        self,
+        db: Database,
+        photo_link: Callable[[str], str],
+        city_key: str | None = None,
+        counted: Callable[[Counted], None] | None = None,
+    ):
         self.scope = "city" if city_key else "all"
         self.started = time.perf_counter()
+        self.started_at = datetime.now(UTC).replace(tzinfo=None)
         self.photo_link = photo_link
+        self.counted = counted
         with track_dependency("mongodb", "city_totals"):
-            self.cities = sorted(
-                (c for c in records.city_totals(db) if city_key is None or c["city_key"] == city_key),
-                key=lambda c: c["city_key"],
-            )  # the order of the scan
-        # One scan in (city, time) order, the compound index's order, rather than a query per
-        # city (which costs a pass over the collection on a server that does not use that index).
+            self.known = records.cities(db)  # display names, and the counters as the report began
         naive_utc = db[records.REGISTRATIONS].with_options(codec_options=CodecOptions(tz_aware=False))
-        query = {"city_key": city_key} if city_key else {}
-        self.scan = _Scan(
-            lambda: (
-                naive_utc.find(query, {"name": 1, "created_at": 1, "city_key": 1})
-                .sort([("city_key", ASCENDING), ("created_at", ASCENDING)])
-                .batch_size(SCAN_BATCH)
-            )
-        )
+        self.scan = _Scan(lambda: _pages(naive_utc, city_key))
 
     def close(self) -> None:
         self.scan.close()
@@ -428,13 +479,11 @@ class ReportStream:
         titles = SheetTitles()
         written: list[tuple[str, int, str]] = []
         skipped = 0
-        # a record without a usable key (never written by this code) sorts apart and is skipped
-        groups = groupby(self.scan, key=lambda doc: doc.get("city_key") if isinstance(doc.get("city_key"), str) else "")
-        group = next(groups, None)
-        for number, city in enumerate(self.cities, start=2):
-            while group is not None and group[0] < city["city_key"]:
-                group = next(groups, None)  # a city first registered after the totals were read
-            title = titles(city["city"])
+        counts: dict[str, tuple[int, datetime | None]] = {}  # per city key: rows, the newest created_at
+        # a city registered after the report began has no display name read: its key stands in
+        for number, (key, docs) in enumerate(groupby(self.scan, key=lambda doc: doc["city_key"]), start=2):
+            name = self.known[key]["city"] if key in self.known else key.title()
+            title = titles(name)
             sheet = workbook.create_sheet(title)
             sheet._id = number
             entry = start(sheet, own_rows=True)
@@ -442,32 +491,31 @@ class ReportStream:
             with xf.element("sheetData"):
                 rows = _CityRows(sheet, xf, entry)
                 rows.cells(1, HEADER)
-                count = 0
-                name = city["city"]
+                count, newest = 0, None
                 name_xml = _escape(ooxml_text(name)) if _plain(name) else None
-                if group is not None and group[0] == city["city_key"]:
-                    for doc in group[1]:
-                        problem = _unwritable(doc)
-                        if problem:
-                            skipped += 1
-                            REPORT_SKIPPED.inc()
-                            log.warning("report leaves out registration %s: %s", doc.get("_id"), problem)
-                            continue
-                        count += 1
-                        rows.registration(
-                            count + 1, doc["name"], name, name_xml, doc["created_at"], self.photo_link(doc["_id"])
-                        )
-                        if spout.size >= CHUNK:
-                            yield spout.take()
-                    group = next(groups, None)
+                for doc in docs:
+                    problem = _unwritable(doc)
+                    if problem:
+                        skipped += 1
+                        REPORT_SKIPPED.inc()
+                        log.warning("report leaves out registration %s: %s", doc.get("_id"), problem)
+                        continue
+                    count, newest = count + 1, doc["created_at"]
+                    rows.registration(count + 1, doc["name"], name, name_xml, newest, self.photo_link(doc["_id"]))
+                    if spout.size >= CHUNK:
+                        yield spout.take()
                 rows.cells(count + 2, [])
                 rows.cells(count + 3, ["Total", count])
             sheet._writer.xf.send(None)
             sheet._writer.write_tail()
             finish()
-            written.append((city["city"], count, title))
+            written.append((name, count, title))
+            counts[key] = (count, newest)
             if spout.size >= CHUNK:
                 yield spout.take()
+        if self.counted is not None:
+            # before the last bytes: a client holding the whole file finds the chart refreshed
+            self.counted(Counted(self.scope, self.known, counts, self.started_at))
 
         start(summary)
         summary.append(SUMMARY_HEADER)
@@ -485,6 +533,11 @@ class ReportStream:
         REPORT_ROWS.labels(self.scope).observe(sum(count for _, count, _ in written))
 
 
-def stream_xlsx(db: Database, photo_link: Callable[[str], str], city_key: str | None = None) -> ReportStream:
+def stream_xlsx(
+    db: Database,
+    photo_link: Callable[[str], str],
+    city_key: str | None = None,
+    counted: Callable[[Counted], None] | None = None,
+) -> ReportStream:
     """The report for every city, or for one city key: see ReportStream."""
-    return ReportStream(db, photo_link, city_key)
+    return ReportStream(db, photo_link, city_key, counted)

@@ -25,17 +25,18 @@ from instance.report import HEADER, SUMMARY_HEADER, SheetTitles, link_to  # the 
 
 
 def read_rows(db, link_prefix: str) -> list[tuple[str, list[tuple]]]:
-    cities = sorted(records.city_totals(db), key=lambda city: city["city_key"])
+    known = records.cities(db)
     naive = db[records.REGISTRATIONS].with_options(codec_options=CodecOptions(tz_aware=False))
-    by_city: dict[str, list[tuple]] = {city["city_key"]: [] for city in cities}
-    display = {city["city_key"]: city["city"] for city in cities}
+    by_city: dict[str, list[tuple]] = {}
     for doc in naive.find({}, {"name": 1, "city_key": 1, "created_at": 1}).batch_size(5000):
-        rows = by_city.get(doc.get("city_key"))
-        if rows is not None:
-            rows.append((doc["name"], display[doc["city_key"]], doc["created_at"], f"{link_prefix}{doc['_id']}/photo"))
+        key = doc.get("city_key")
+        if isinstance(key, str):
+            name = known[key]["city"] if key in known else key.title()
+            link = f"{link_prefix}{doc['_id']}/photo"
+            by_city.setdefault(key, []).append((doc["name"], name, doc["created_at"], link))
     for rows in by_city.values():
         rows.sort(key=lambda row: row[2])
-    return [(display[key], rows) for key, rows in by_city.items()]  # dicts keep the key order
+    return [(rows[0][1], rows) for _, rows in sorted(by_city.items())]  # the report's order: by city key
 
 
 def write(cities: list[tuple[str, list[tuple]]]) -> tuple[float, int]:

@@ -95,4 +95,5 @@ def draft(title: str, origin: str, rows: list[dict], faults: list[Fault], mails:
             "DETECTION": detection,
             "RESOLUTION": resolution,
         },
+        prose=True,
     )

@@ -25,9 +25,10 @@ server that refuses tracking (an ACL without CLIENT) is read on every request, a
 hits still go through the connection pool and a deep copy.)
 
 Chart reads never each ask the database: in a process, the reads that arrive while a totals
-query runs wait for it and share its outcome (a failure too), so a cold cache or a Redis outage
-does not start a whole-collection scan per read; with Redis down, an answer is also reused for
-`_BYPASS_REUSE_SECONDS` (see SharedQuery). A report's refresh always queries anew.
+query (a read of the city counters, a document per city) runs wait for it and share its outcome
+(a failure too), so a cold cache or a Redis outage does not start a query per read; with Redis
+down, an answer is also reused for `_BYPASS_REUSE_SECONDS` (see SharedQuery). A report's refresh
+takes the totals the report counted.
 
 Two refills can race (two reports, or a report and a cold miss): each stores the time its
 database query started beside the totals, and a compare-and-set script writes only when that
@@ -69,7 +70,7 @@ return 1
 _TIMEOUTS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}  # both connections: nothing waits long
 _TRUST_SECONDS = 1.0  # longest a local copy is served without reading Redis (see the docstring)
 _BACKOFF_SECONDS = 1.0  # after a timeout, no new attempt for this long (see the docstring)
-TOTALS_SECONDS = 20.0  # the totals query (a whole-collection $group) on a cache miss
+TOTALS_SECONDS = 20.0  # reading the city counters (or a report's counts): a frozen database answers 503 by then
 _BYPASS_REUSE_SECONDS = 5.0  # with Redis down, how long one process reuses a database answer
 _HIT, _MISS, _ERROR = (CHART_CACHE_LOOKUPS.labels(result) for result in ("hit", "miss", "error"))
 
@@ -308,6 +309,45 @@ def refresh(trigger: str) -> dict:
     if store(chart, filled):
         CHART_CACHE_REFRESHES.labels(trigger).inc()
     return chart
+
+
+def report_started() -> int:
+    """When a report began, on the clock that orders refills (see _STORE_IF_NEWER)."""
+    return _clock_us(shared=True)
+
+
+def refresh_from_report(request_id: str, started: int) -> dict:
+    """The chart from what the report of this request counted (the replica saved it as the last
+    sheet was written), ordered as a query that began with the report: a whole report replaces
+    every total, a one-city report that city's. Without saved counts (a replica that could not
+    save them), the chart is read from the city counters."""
+    with pymongo.timeout(TOTALS_SECONDS), track_dependency("mongodb", "report_counts"):
+        counted = records.take_report_counts(_db(), request_id)
+    if counted is None:
+        log.warning("the report's counts were not found; the chart is refreshed from the city counters")
+        return refresh("report")
+    rows = [{"city": row["city"], "total": row["total"]} for row in counted["cities"]]
+    if counted["scope"] != "all":
+        rows = _with_city(get()[0]["cities"], rows, request_id)
+    chart = {
+        "cities": rows,
+        "total": sum(row["total"] for row in rows),
+        "generated_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
+    if store(chart, started):
+        CHART_CACHE_REFRESHES.labels("report").inc()
+    return chart
+
+
+def _with_city(cities: list[dict], counted: list[dict], request_id: str) -> list[dict]:
+    """The chart's rows with one city's total replaced by a one-city report's (its name as the
+    chart spells it, which a display name of the same key matches)."""
+    if not counted:  # the city has no rows: nothing to show or replace
+        return cities
+    (city,) = counted
+    rows = [row for row in cities if row["city"] != city["city"]]
+    rows.append(city)
+    return sorted(rows, key=lambda row: row["city"].casefold())
 
 
 class RenderedChart:

@@ -1,9 +1,9 @@
 """GET /api/reports/cities.xlsx: the report, built by a replica, refreshing the chart cache on the way.
 
 The rule the system is specified with: every query of the report service refreshes the
-chart cache, as the workbook's last bytes pass. Only a successful (200) report counts, so an
-unauthenticated caller cannot make the middleware run the totals query at will. The workbook is
-streamed, never buffered.
+chart cache, as the workbook's last bytes pass, from the counts the replica saved under the
+request's id. Only a successful (200) report counts, so an unauthenticated caller cannot make
+the middleware refresh the chart at will. The workbook is streamed, never buffered.
 
 Which replica builds it is nginx's decision, as for every other request: the request goes to
 nginx's internal port (INSTANCES_URL), whose /api/reports/ location uses the same upstream,
@@ -78,28 +78,29 @@ def _timed_out() -> ApiError:
     return ApiError(504, "report_timeout", "The report took too long to build; please try again later.")
 
 
-def _refresh_chart() -> None:
+def _refresh_chart(request_id: str, started: int) -> None:
     try:
-        chart_cache.refresh("report")
+        chart_cache.refresh_from_report(request_id, started)
     except PyMongoError as error:  # the report itself succeeded; do not fail it
         log.error("chart cache not refreshed after a report: %s", error)
 
 
 @bp.get("/api/reports/cities.xlsx")
 def report() -> Response:
+    started = chart_cache.report_started()
     upstream = _open_upstream()
     ok = upstream.status_code == 200
+    request_id = g.request_id
 
     def body():
-        # The chart is refreshed once the workbook has passed, before the response's last chunk:
-        # a client holding the whole file sees the new chart, and the first byte does not wait
-        # for the totals query (a database that runs one command at a time would hold it until
-        # the report's scan is done).
+        # The chart is refreshed once the workbook has passed, before the response's last chunk
+        # (a client holding the whole file sees the new chart), from the counts the replica
+        # saved as it wrote the last sheet: no count of its own.
         try:
             yield from upstream.iter_content(64 * 1024)
         finally:
             if ok:
-                _refresh_chart()
+                _refresh_chart(request_id, started)
 
     headers = {name: upstream.headers[name] for name in PASSED_BACK if name in upstream.headers}
     response = Response(

@@ -4,8 +4,9 @@ The same convention as the nginx image's envsubst: only upper-case names are pla
 so nginx's own `$host`/`${request_id}` and Go's `{{ }}` templates pass through untouched.
 A placeholder without a value is an error, never an empty string: an empty smarthost or
 upstream address would start a part that silently does nothing. A value with a line break or
-another control character is an error too: it could end a directive and start another. (Secrets
-are checked for their own form where they are read, stack/settings.py.)
+another control character is an error too in configuration: it could end a directive and start
+another (documents, such as a drill's post-mortem, pass prose=True). Secrets are checked for
+their own form where they are read (stack/settings.py).
 """
 
 import re
@@ -24,11 +25,11 @@ class MissingValues(KeyError):
         return self.args[0]
 
 
-def render(text: str, values: Mapping[str, str]) -> str:
+def render(text: str, values: Mapping[str, str], prose: bool = False) -> str:
     missing = sorted({name for name in PLACEHOLDER.findall(text) if name not in values})
     if missing:
         raise MissingValues(missing)
-    unsafe = sorted({name for name in PLACEHOLDER.findall(text) if CONTROL.search(str(values[name]))})
+    unsafe = [] if prose else sorted({n for n in PLACEHOLDER.findall(text) if CONTROL.search(str(values[n]))})
     if unsafe:
         raise ValueError(f"a line break or control character in the value of: {', '.join(unsafe)}")
     return PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), text)

@@ -7,6 +7,7 @@ photo, stored once in the photo store, so their report links work.
 
 import io
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from PIL import Image
@@ -71,6 +72,8 @@ def run(s: Settings, count: int) -> None:
                 )
             )
         db[records.REGISTRATIONS].insert_many(batch, ordered=False)
+        for key, rows in Counter(doc["city_key"] for doc in batch).items():
+            db[records.CITIES].update_one({"_id": key}, {"$inc": {"total": rows}})
         done += len(batch)
         print(f"\r  seeded {done}/{count}", end="", flush=True)
     print()

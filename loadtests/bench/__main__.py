@@ -14,11 +14,17 @@ var/bench/), stopping them at the end. The figures:
 3. report: the whole XLSX report end to end vs openpyxl write-only writing the same sheets, rows
    and values (`loadtests/baseline_report.py`), the time to its first byte, and the replica
    workers' peak memory growth meanwhile;
+   during: registrations during a whole report: clients registering one after another and a
+   chart reader while the report streams (p99, worst, failures), and the chart's total after it
+   against the report's rows;
 4. latency: registration p99 at half the measured max rate, from an open-loop generator that
    counts queueing delay from each request's intended send time;
 5. png, only when named: the cached chart image (max req/s, as the chart), and 24 images at
    once right after a report's refresh vs the same burst once the new totals are drawn.
 
+Every ratio is the median of the pairs' ratios (cluster then baseline, --runs pairs, each side
+warmed up first), printed with their range. Each figure also prints the load average and the
+share of the machine other processes used meanwhile, and says when the machine was not quiet.
 The load generator's CPU (in cores) is printed beside each figure, and flagged when it neared
 its limit. The result is a table and one JSON line; the exit status is 0 unless the bench could
 not run (2) or a registration was lost or failed (1): a goal missed is reported, not an error.
@@ -43,7 +49,7 @@ from stack import supervisor
 from stack.parts import all_parts
 from stack.settings import INSTANCES, load
 
-MEASUREMENTS = ["chart", "registration", "report", "latency"]
+MEASUREMENTS = ["chart", "registration", "report", "during", "latency"]
 EXTRA = ["png"]  # only when asked for (--only png)
 
 
@@ -55,14 +61,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         choices=MEASUREMENTS + EXTRA,
         help="run only these measurements (png: the chart image, only when named)",
     )
-    parser.add_argument("--runs", type=int, default=3, help="repetitions of the wrk measurements (median)")
+    parser.add_argument("--runs", type=int, default=5, help="pairs of wrk measurements (median, range)")
     parser.add_argument("--duration", type=float, default=10, help="seconds of each measured wrk run")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of warm-up before each run")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--nice", type=int, default=0, help="run wrk under nice -n N (0: not)")
-    parser.add_argument("--report-runs", type=int, default=3, help="repetitions of the report (median)")
-    parser.add_argument("--rows", type=int, default=230_000, help="registrations the report must cover")
+    parser.add_argument("--report-runs", type=int, default=5, help="pairs of reports (median, range)")
+    parser.add_argument("--rows", type=int, default=250_000, help="registrations the report must cover")
+    parser.add_argument("--during-clients", type=int, default=6, help="clients registering during a report")
     parser.add_argument("--latency-duration", type=float, default=30, help="seconds of the open-loop run")
     parser.add_argument("--rate", type=float, help="open-loop rate (default: half the measured max)")
     parser.add_argument(
@@ -103,18 +110,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp, BaselineService(s, shape) as baseline:
             photo = make_jpeg(400, 300)
+            roots = machine.roots(s, list(parts.values())) + machine.roots(baseline.settings, baseline.parts)
+
+            def measure(name: str, figure) -> None:
+                with machine.Quietness(roots) as quiet:
+                    results[name] = figure()
+                results[name]["machine"] = quiet.result
+                print(quiet.line(), flush=True)
+
             if "report" in wanted:
-                results["report"] = figures.report(s, db, args)
+                measure("report", lambda: figures.report(s, db, args))
+            if "during" in wanted:
+                measure("during", lambda: figures.during_report(s, db, photo, args))
             if "chart" in wanted:
-                results["chart"] = figures.chart(s, baseline, wrk, args)
+                measure("chart", lambda: figures.chart(s, baseline, wrk, args))
             if "png" in wanted:
-                results["png"] = figures.chart(s, baseline, wrk, args, "/api/chart.png")
-                results["png_after_refresh"] = figures.png_after_refresh(s, args)
+                measure("png", lambda: figures.chart(s, baseline, wrk, args, "/api/chart.png"))
+                measure("png_after_refresh", lambda: figures.png_after_refresh(s, args))
             if "registration" in wanted or ("latency" in wanted and not args.rate):
-                results["registration"] = figures.registration(s, db, baseline, wrk, photo, Path(tmp), args)
+                measure("registration", lambda: figures.registration(s, db, baseline, wrk, photo, Path(tmp), args))
             if "latency" in wanted:
                 rate = args.rate or results["registration"]["cluster"] / 2
-                results["latency"] = figures.latency(s, db, baseline, rate, photo, args)
+                measure("latency", lambda: figures.latency(s, db, baseline, rate, photo, args))
     finally:
         if args.bench_names and not args.keep_registrations:
             removed = remove(s, db, args.bench_names)
@@ -122,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n" + printing.header(info, shape, args))
     print(printing.table(results))
+    print(printing.machine(results))
     print("BENCH_RESULT " + json.dumps(results, default=str))
-    lost = any(results.get(k, {}).get(f, 0) for k in ("registration", "latency") for f in ("lost", "failed"))
+    lost = any(results.get(k, {}).get(f, 0) for k in ("registration", "latency", "during") for f in ("lost", "failed"))
     return 1 if lost else 0
 
 

@@ -25,6 +25,8 @@ BASE_PORT = 38000  # moved by the stack's own PORT_OFFSET, so benches of two sta
 
 def ports(s: Settings) -> dict:
     base = BASE_PORT + s.ports["PUBLIC_PORT"] - DEFAULT_PORTS["PUBLIC_PORT"]
+    if base + 80 > 65535:  # a large PORT_OFFSET: wrap around above the privileged ports, still one to one
+        base = (base - 1024) % (65535 - 80 - 1024) + 1024
     return {
         "instances": [base + 1 + n for n in range(INSTANCES)],
         "middleware": base + 10,

@@ -3,6 +3,8 @@ checked and removed again."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from common import records
 from stack import seed
 from stack.settings import Settings
@@ -34,8 +36,11 @@ def remove(s: Settings, db, names: list[str]) -> int:
     the database at its seeded size and the report measures the same rows."""
     store = s.photo_store()
     query = {"name": {"$in": names}}
-    keys = [doc["photo_key"] for doc in db[records.REGISTRATIONS].find(query, {"photo_key": 1})]
+    found = list(db[records.REGISTRATIONS].find(query, {"photo_key": 1, "city_key": 1}))
     removed = db[records.REGISTRATIONS].delete_many(query).deleted_count
-    for key in keys:
-        store.delete(key)
+    # the city totals drop by the rows removed (a whole report would correct them otherwise)
+    for key, rows in Counter(doc["city_key"] for doc in found).items():
+        db[records.CITIES].update_one({"_id": key}, {"$inc": {"total": -rows}})
+    for doc in found:
+        store.delete(doc["photo_key"])
     return removed

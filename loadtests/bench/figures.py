@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import string
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,12 +12,13 @@ from pathlib import Path
 import requests
 import urllib3
 
+from common.stats import percentile
 from loadtests.bench import baseline as baselines
 from loadtests.bench import data, verdicts
 from loadtests.bench.load import Wrk, open_loop, saturated
 from loadtests.bench.machine import worker_pids
 from loadtests.bench.memory import PeakMemory
-from loadtests.bench.report import download
+from loadtests.bench.report import download, summary_total
 from stack.parts import all_parts
 from stack.settings import Settings
 
@@ -210,4 +212,113 @@ def latency(s: Settings, db, base: baselines.BaselineService, rate: float, photo
         "stored": cluster["stored"],
         "lost": cluster["created"] - cluster["stored"],
         "generator_cpu": {side: round(r["generator_cpu"], 2) for side, r in results.items()},
+    }
+
+
+def _report_with_traffic(s: Settings, body: bytes, content_type: str, clients: int):
+    """One whole report downloaded while `clients` register one after another and one reader
+    reads the chart every 0.1 s: (the download, [(seconds, status, id)], [chart read ms])."""
+    url = f"{s.public_url}/api/registrations"
+    stop = threading.Event()
+    sent: list[tuple[float, int, str | None]] = []
+    read: list[float] = []
+
+    def client():
+        http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=30))
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                answer = http.request("POST", url, body=body, headers={"Content-Type": content_type})
+                status, stored = answer.status, answer.json().get("id") if answer.status == 201 else None
+            except urllib3.exceptions.HTTPError:
+                status, stored = -1, None
+            sent.append((time.perf_counter() - started, status, stored))
+
+    def chart_reader():
+        while not stop.is_set():
+            started = time.perf_counter()
+            requests.get(f"{s.public_url}/api/chart", timeout=30)
+            read.append((time.perf_counter() - started) * 1000)
+            stop.wait(0.1)
+
+    workers = [threading.Thread(target=client) for _ in range(clients)]
+    workers.append(threading.Thread(target=chart_reader))
+    for worker in workers:
+        worker.start()
+    started = time.perf_counter()
+    try:
+        got = download(s, keep=True)
+    except (urllib3.exceptions.HTTPError, RuntimeError) as error:  # a report that broke is a result too
+        got = {"seconds": time.perf_counter() - started, "error": str(error)[:200]}
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    return got, sent, read
+
+
+def during_report(s: Settings, db, photo: bytes, args) -> dict:
+    """Registrations during a whole report: `args.during_clients` clients registering one after
+    another and a chart reader, for as long as a whole report streams; then whether the chart's
+    total equals the report's own rows (the report refreshes it from its counts). Each run is a
+    new report; the first is a warm-up."""
+    rows = data.ensure_rows(s, db, args.rows)
+    latencies: list[float] = []
+    chart_ms: list[float] = []
+    failed: dict[str, int] = {}
+    acknowledged: list[str] = []
+    matches, runs, broken = [], [], 0
+    for run in range(args.report_runs + 1):
+        name = new_name("during")
+        args.bench_names.append(name)
+        body, content_type = registration_form(name, photo)
+        got, sent, read = _report_with_traffic(s, body, content_type, args.during_clients)
+        in_report = summary_total(got.pop("body")) if "body" in got else None
+        chart = requests.get(f"{s.public_url}/api/chart", timeout=30).json()
+        if in_report is None:
+            print(f"  the report broke after {got['seconds']:.1f} s: {got['error']}", flush=True)
+        times = [seconds * 1000 for seconds, _, _ in sent]
+        errors = [status for _, status, _ in sent if status != 201]
+        print(
+            f"  during report {'warm-up' if run == 0 else f'run {run}'}: report {got['seconds']:.2f} s,"
+            f" {len(sent)} registrations p99 {percentile(times, 99):.0f} ms, worst {max(times, default=0):.0f} ms,"
+            f" failed {len(errors)}; chart reads worst {max(read, default=0):.0f} ms; report rows {in_report},"
+            f" chart total {chart['total']} ({chart['cache']})",
+            flush=True,
+        )
+        acknowledged.extend(stored for _, status, stored in sent if stored)
+        if run == 0:
+            continue
+        latencies.extend(times)
+        chart_ms.extend(read)
+        for status in errors:
+            failed[str(status)] = failed.get(str(status), 0) + 1
+        matches.append(chart["total"] == in_report)
+        runs.append({"report_s": round(got["seconds"], 2), "registrations": len(sent), "report_rows": in_report})
+        broken += in_report is None
+    p99, worst = percentile(latencies, 99), max(latencies, default=float("nan"))
+    lost = verdicts.lost_registrations(acknowledged, data.stored(db, acknowledged))
+    failures = sum(failed.values())
+    return {
+        "rows": rows,
+        "clients": args.during_clients,
+        "registrations": len(latencies),
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": p99,
+        "worst_ms": worst,
+        "failed": failures,
+        "failed_by_status": failed,
+        "lost": len(lost),
+        "chart_worst_ms": max(chart_ms, default=float("nan")),
+        "chart_equals_report": all(matches),
+        "reports_broken": broken,
+        "runs": runs,
+        "goal": f"p99 {verdicts.goal_text('during_report_p99_ms', ' ms')}, worst"
+        f" {verdicts.goal_text('during_report_worst_ms', ' ms')}, 0 failed, chart = report rows",
+        "met": verdicts.met("during_report_p99_ms", p99)
+        and verdicts.met("during_report_worst_ms", worst)
+        and failures == 0
+        and not lost
+        and not broken
+        and all(matches),
     }

@@ -1,4 +1,4 @@
-"""What the bench ran on, and the shape of the running services it copies."""
+"""What the bench ran on, the shape of the running services it copies, and how quiet the machine was."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import os
 import platform
 import re
+import time
 from pathlib import Path
 
 import psutil
@@ -52,3 +53,74 @@ def worker_pids(s: Settings, part: Part) -> list[int]:
 def status_kb(pid: int, field: str) -> int:
     match = re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     return int(match.group(1)) if match else 0
+
+
+QUIET_SHARE = 0.10  # other processes using more of the machine than this: the figure is suspect
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    return []
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
+    seconds = {}
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            seconds[process.pid] = times.user + times.system
+    return seconds
+
+
+class Quietness:
+    """How busy the machine was with other work while a figure ran: the load average, and the
+    share of all cores' time used by processes that are neither the stack, its baselines, nor
+    the bench and its load generators (measured from /proc's CPU times, so a process that came
+    and went in between still counts)."""
+
+    def __init__(self, roots: list[int]):
+        self.roots = roots  # the stack's and the baselines' processes (their children are found)
+
+    def ours(self) -> list[psutil.Process]:
+        return [process for pid in [*self.roots, os.getpid()] for process in _tree(pid)]
+
+    def __enter__(self) -> Quietness:
+        self.load = os.getloadavg()[0]
+        self.wall = time.monotonic()
+        self.system = psutil.cpu_times()
+        self.mine = os.times()
+        self.theirs = _cpu_seconds(self.ours())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall = time.monotonic() - self.wall
+        now = psutil.cpu_times()
+        busy = sum(getattr(now, f) - getattr(self.system, f) for f in ("user", "system", "nice", "irq", "softirq"))
+        mine = os.times()
+        ours = sum(
+            getattr(mine, f) - getattr(self.mine, f) for f in ("user", "system", "children_user", "children_system")
+        )
+        end = _cpu_seconds(self.ours())
+        ours += sum(end[pid] - start for pid, start in self.theirs.items() if pid in end and pid != os.getpid())
+        cores = os.cpu_count() or 1
+        self.result = {
+            "load_avg": [round(self.load, 2), round(os.getloadavg()[0], 2)],
+            "others_share": round(max(busy - ours, 0.0) / (wall * cores), 3) if wall > 0 else 0.0,
+            "seconds": round(wall, 1),
+        }
+        self.result["quiet"] = self.result["others_share"] <= QUIET_SHARE
+
+    def line(self) -> str:
+        r = self.result
+        verdict = "quiet" if r["quiet"] else "NOT quiet: other work used the cores, the figure is suspect"
+        return (
+            f"  machine during it: load average {r['load_avg'][0]:.2f} -> {r['load_avg'][1]:.2f}, other processes"
+            f" {r['others_share']:.0%} of {os.cpu_count()} cores over {r['seconds']:.0f} s ({verdict})"
+        )
+
+
+def roots(s: Settings, parts: list[Part]) -> list[int]:
+    """The running processes of these parts (started by the supervisor under these settings)."""
+    return [pid for part in parts if (pid := supervisor.running_pid(s, part))]

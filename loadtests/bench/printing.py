@@ -17,6 +17,14 @@ def _cpu(r: dict) -> str:
     return text + " (saturated!)" if r.get("generator_saturated") else text
 
 
+def _ratio(r: dict, digits: int = 2) -> str:
+    """The median of the pairs' ratios, and their range."""
+    text = f"{r['ratio']:.{digits}f}×"
+    if len(r.get("pairs", [])) > 1:
+        text += f" ({r['range'][0]:.{digits}f}–{r['range'][1]:.{digits}f})"
+    return text
+
+
 def rows(results: dict) -> list[tuple]:
     out = []
     if r := results.get("chart"):
@@ -25,7 +33,7 @@ def rows(results: dict) -> list[tuple]:
                 "chart JSON, cached (req/s)",
                 f"{r['cluster']:.0f}",
                 f"{r['baseline']:.0f}",
-                f"{r['ratio']:.2f}×",
+                _ratio(r),
                 r["goal"],
                 yes(r["met"]),
                 _cpu(r),
@@ -37,7 +45,7 @@ def rows(results: dict) -> list[tuple]:
                 "chart PNG, cached (req/s)",
                 f"{r['cluster']:.0f}",
                 f"{r['baseline']:.0f}",
-                f"{r['ratio']:.2f}×",
+                _ratio(r),
                 r["goal"],
                 "",
                 _cpu(r),
@@ -49,7 +57,7 @@ def rows(results: dict) -> list[tuple]:
                 f"  {r['concurrent']} PNGs at once after a refresh (ms)",
                 f"{r['cluster']:.0f}",
                 f"{r['baseline']:.0f}",
-                f"{r['ratio']:.1f}×",
+                _ratio(r, 1),
                 "(reported; baseline: drawn)",
                 "",
                 "",
@@ -61,7 +69,7 @@ def rows(results: dict) -> list[tuple]:
                 "registration 400x300 JPEG (req/s)",
                 f"{r['cluster']:.1f}",
                 f"{r['baseline']:.0f}",
-                f"{r['ratio']:.2f}×",
+                _ratio(r),
                 r["goal"] + ", 0 errors, all stored",
                 yes(r["met"]),
                 _cpu(r),
@@ -84,7 +92,7 @@ def rows(results: dict) -> list[tuple]:
                 f"XLSX report, {r['rows']} rows (s)",
                 f"{r['cluster']:.2f}",
                 f"{r['baseline']:.2f}",
-                f"{r['ratio']:.2f}×",
+                _ratio(r),
                 r["goal"],
                 yes(r["met"]),
                 "",
@@ -112,6 +120,29 @@ def rows(results: dict) -> list[tuple]:
                 "",
             )
         )
+    if r := results.get("during"):
+        out.append(
+            (
+                f"registrations during a whole report ({r['clients']} clients), p99 / worst (ms)",
+                f"{r['p99_ms']:.0f} / {r['worst_ms']:.0f}",
+                "",
+                "",
+                r["goal"],
+                yes(r["met"]),
+                "",
+            )
+        )
+        out.append(
+            (
+                "  registrations; failed; reports broken; chart total = report rows",
+                f"{r['registrations']}; {r['failed']}; {r.get('reports_broken', 0)}; {yes(r['chart_equals_report'])}",
+                "",
+                "",
+                "",
+                "",
+                "",
+            )
+        )
     if r := results.get("latency"):
         out.append(
             (
@@ -125,6 +156,18 @@ def rows(results: dict) -> list[tuple]:
             )
         )
     return out
+
+
+def machine(results: dict) -> str:
+    """Per figure: the load average before and after, and the other processes' share of the cores."""
+    lines = ["machine during each figure (load average before -> after; other processes' share of the cores):"]
+    for name, r in results.items():
+        if isinstance(r, dict) and (m := r.get("machine")):
+            quiet = "quiet" if m["quiet"] else "NOT quiet"
+            lines.append(
+                f"  {name:<18} {m['load_avg'][0]:.2f} -> {m['load_avg'][1]:.2f}; {m['others_share']:.0%}; {quiet}"
+            )
+    return "\n".join(lines)
 
 
 def table(results: dict) -> str:
@@ -144,5 +187,6 @@ def header(info: dict, shape: dict, args) -> str:
         f" Python {info['python']}\n"
         f"gunicorn (gthread) per process, baseline alike: {shapes}; wrk: {args.threads} threads,"
         f" {args.connections} connections{f', nice {args.nice}' if args.nice else ''}, {args.duration:g} s after"
-        f" {args.warmup:g} s warm-up; medians of {args.runs} runs (report: {args.report_runs})"
+        f" {args.warmup:g} s warm-up; ratios: median (range) of {args.runs} interleaved pairs"
+        f" (report: {args.report_runs})"
     )

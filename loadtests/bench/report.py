@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import urllib3
+from openpyxl import load_workbook
 
 from stack.settings import Settings
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def download(s: Settings) -> dict:
-    """{"seconds", "first_byte_s", "bytes", "served_by"}; the first byte is the first byte of the
-    body (the headers alone could be sent before any work is done)."""
+def download(s: Settings, keep: bool = False) -> dict:
+    """{"seconds", "first_byte_s", "bytes", "served_by"}, and "body" when `keep`; the first byte
+    is the first byte of the body (the headers alone could be sent before any work is done)."""
     http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=600))
     headers = urllib3.make_headers(basic_auth=f"admin:{s.secrets['ADMIN_PASSWORD']}")
     started = time.perf_counter()
@@ -26,14 +28,32 @@ def download(s: Settings) -> dict:
         if not first.startswith(b"PK"):
             raise RuntimeError("the report is not a ZIP (XLSX) file")
         size = len(first)
+        kept = [first] if keep else []
         while chunk := response.read1(1 << 20):
             size += len(chunk)
-        return {
+            if keep:
+                kept.append(chunk)
+        got = {
             "seconds": time.perf_counter() - started,
             "first_byte_s": first_byte,
             "bytes": size,
             "served_by": response.headers.get("X-Served-By", "?"),
         }
+        if keep:
+            got["body"] = b"".join(kept)
+        return got
     finally:
         response.release_conn()
         http.clear()
+
+
+def summary_total(body: bytes) -> int:
+    """The report's own "All cities" total, from its Summary sheet."""
+    workbook = load_workbook(io.BytesIO(body), read_only=True)
+    try:
+        last = list(workbook["Summary"].iter_rows(values_only=True))[-1]
+    finally:
+        workbook.close()
+    if last[0] != "All cities":
+        raise RuntimeError(f"the report's Summary ends with {last!r}")
+    return int(last[1])

@@ -7,6 +7,7 @@ import os
 import resource
 import tempfile
 import threading
+import time
 import zipfile
 from datetime import datetime
 
@@ -40,9 +41,10 @@ NAMES = [
 
 
 class FakeRegistrations:
-    """The registrations collection as the report reads it: one scan in (city, time) order.
-    `gate`, when given, holds the scan back (a database still sorting) until it is set;
-    `fail_after` makes the scan raise after that many documents (a database gone mid-scan)."""
+    """The registrations collection as the report reads it: pages of a (city, time) order, asked
+    for by a range of city keys, an offset and a limit. `gate`, when given, holds the first page
+    back (a database still working) until it is set; `fail_after` makes the read raise after
+    that many documents (a database gone mid-scan)."""
 
     def __init__(self, cities: int, per_city: int, gate: threading.Event | None = None, fail_after: int | None = None):
         self.docs = [
@@ -55,45 +57,55 @@ class FakeRegistrations:
             for c in range(cities)
             for n in range(per_city)
         ]
+        self.docs.sort(key=lambda doc: (doc["city_key"], doc["created_at"]))
         self.gate = gate
         self.fail_after = fail_after
-        self.closed = threading.Event()
+        self.pages = 0
+        self.read = 0
 
     def with_options(self, codec_options):
         return self
 
     def find(self, query, projection):
-        self.found = [doc for doc in self.docs if query.get("city_key", doc["city_key"]) == doc["city_key"]]
+        keys = query["city_key"]
+        self.found = [doc for doc in self.docs if keys["$gte"] <= doc["city_key"] <= keys.get("$lte", "\uffff")]
         return self
 
     def sort(self, keys):
-        self.found.sort(key=lambda doc: (doc["city_key"], doc["created_at"]))
+        assert keys == [("city_key", 1), ("created_at", 1)]
         return self
 
-    def batch_size(self, size):
+    def skip(self, offset):
+        self.found = self.found[offset:]
+        return self
+
+    def limit(self, count):
+        self.found = self.found[:count]
         return self
 
     def __iter__(self):
         if self.gate is not None:
             assert self.gate.wait(10)
-        for number, doc in enumerate(self.found):
-            if number == self.fail_after:
+        self.pages += 1
+        for doc in self.found:
+            if self.read == self.fail_after:
                 raise AutoReconnect("connection closed")
+            self.read += 1
             yield doc
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.closed.set()
+        pass
 
 
-def _totals(cities: int, per_city: int, name=lambda n: f"City {n:04d}"):
-    return [{"city": name(n), "city_key": f"city {n:04d}", "total": per_city} for n in range(cities)]
+def _known(cities: int, per_city: int, name=lambda n: f"City {n:04d}"):
+    return {f"city {n:04d}": {"city": name(n), "total": per_city} for n in range(cities)}
 
 
 def _stream(monkeypatch, cities: int, per_city: int = 2, **fake):
-    monkeypatch.setattr(records, "city_totals", lambda db: _totals(cities, per_city))
+    monkeypatch.setattr(records, "cities", lambda db: _known(cities, per_city))
     collection = FakeRegistrations(cities, per_city, **fake)
     body = report.stream_xlsx({records.REGISTRATIONS: collection}, lambda rid: f"https://x/{rid}")
     return body, collection
@@ -148,7 +160,7 @@ def test_a_report_of_many_cities_needs_no_more_descriptors_than_one_of_few(monke
 
 def test_the_sheets_are_exactly_those_openpyxl_saves_itself(monkeypatch):
     per_city = 2 * len(NAMES)
-    monkeypatch.setattr(records, "city_totals", lambda db: _totals(3, per_city, name=CITY_NAMES.__getitem__))
+    monkeypatch.setattr(records, "cities", lambda db: _known(3, per_city, name=CITY_NAMES.__getitem__))
     collection = FakeRegistrations(3, per_city)
     body = report.stream_xlsx({records.REGISTRATIONS: collection}, lambda rid: f"https://x/{rid}?a=1&b=<2>")
     streamed = zipfile.ZipFile(io.BytesIO(_read(body)))
@@ -211,8 +223,32 @@ def test_a_client_that_goes_away_stops_the_scan(monkeypatch):
     next(chunks)
     next(chunks)
     body.close()
-    assert collection.closed.wait(5)  # the cursor is closed, the reader thread gone
-    assert not body.scan._thread.is_alive()
+    assert not body.scan._thread.is_alive()  # the reader thread is gone
+    pages = collection.pages
+    assert pages * report.SCAN_PAGE < len(collection.docs)  # and asked for no more pages
+    time.sleep(0.2)
+    assert collection.pages == pages
+
+
+def test_pages_span_cities_and_a_row_inserted_behind_the_position_is_not_read_twice(monkeypatch):
+    monkeypatch.setattr(report, "SCAN_PAGE", 7)
+    collection = FakeRegistrations(cities=40, per_city=3)  # 120 rows, 18 pages of 7 at most
+    expected = [doc["_id"] for doc in collection.docs]
+    read = []
+    for page in report._pages(collection, None):
+        read.extend(doc["_id"] for doc in page)
+        if len(read) == 14:  # a row lands behind the position, in the city being read
+            behind = {**page[-1], "_id": "late", "created_at": datetime(2025, 1, 1)}
+            collection.docs.insert(collection.docs.index(page[-1]) - 1, behind)
+    assert read == expected  # every row once, in order; the late one is behind the position
+    assert collection.pages == len(expected) // 7 + 1
+
+
+def test_a_one_city_report_reads_only_that_city(monkeypatch):
+    monkeypatch.setattr(report, "SCAN_PAGE", 5)
+    collection = FakeRegistrations(cities=3, per_city=12)
+    read = [doc for page in report._pages(collection, "city 0001") for doc in page]
+    assert [doc["_id"] for doc in read] == [doc["_id"] for doc in collection.docs if doc["city_key"] == "city 0001"]
 
 
 def test_a_scan_that_fails_fails_the_stream(monkeypatch):

@@ -105,13 +105,8 @@ def _convert(xlsx: bytes, tmp_path) -> bytes:
 
 def test_libreoffice_reads_every_name_city_and_link_as_written(monkeypatch, tmp_path):
     keys = [f"city {n:04d}" for n in range(len(CITIES))]
-    monkeypatch.setattr(
-        records,
-        "city_totals",
-        lambda db: [
-            {"city": city, "city_key": key, "total": len(NAMES)} for city, key in zip(CITIES, keys, strict=True)
-        ],
-    )
+    known = {key: {"city": city, "total": len(NAMES)} for city, key in zip(CITIES, keys, strict=True)}
+    monkeypatch.setattr(records, "cities", lambda db: known)
     collection = FakeRegistrations(0, 0)
     collection.docs = [
         {"_id": f"{key}-{n}", "name": name, "city_key": key, "created_at": datetime(2026, 1, 1, 8, n)}

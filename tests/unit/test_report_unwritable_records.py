@@ -26,7 +26,7 @@ def _skipped() -> float:
 
 
 def test_records_that_cannot_be_written_are_left_out_logged_counted_and_noted(monkeypatch, caplog):
-    monkeypatch.setattr(records, "city_totals", lambda db: [{"city": "Quito", "city_key": "quito", "total": 8}])
+    monkeypatch.setattr(records, "cities", lambda db: {"quito": {"city": "Quito", "total": 8}})
     collection = FakeRegistrations(0, 0)
     good = [{"_id": f"good-{n}", "name": f"Ana {n}", "city_key": "quito"} for n in range(3)]
     bad = [{"_id": f"bad-{n}", "city_key": "quito", **fields} for n, fields in enumerate(BROKEN)]
