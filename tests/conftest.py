@@ -60,7 +60,10 @@ class Stack:
     def nginx_log(self) -> list[dict]:
         """The public nginx's access log, one dict per request."""
         path = self.settings.log_dir / "nginx.log"
-        return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+        # nginx writes a client's bytes >= 0x80 as they came, and a line ends at "\n" alone (a
+        # path may hold U+2028 or NEL, which str.splitlines() would also split at)
+        lines = path.read_text(errors="replace").split("\n")
+        return [json.loads(line) for line in lines if line.startswith("{")]
 
     def photo_count(self) -> int:
         return sum(1 for path in self.photo_dir.rglob("*") if path.is_file())
