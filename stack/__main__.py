@@ -50,14 +50,16 @@ def down(args) -> int:
 
 
 def status(args) -> int:
+    """Each part as supervisord has it; `crash-looping` (FATAL) parts are left down for a person."""
     s = load()
     all_up = True
-    print(f"  {'part':<18} {'state':<6} {'pid':>7}  port")
+    print(f"  {'part':<18} {'state':<13} {'pid':>7}  port")
     for part in all_parts(s):
         pid = supervisor.running_pid(s, part)
-        state = "up" if pid and supervisor.healthy(part) else ("sick" if pid else "down")
+        word = supervisor.STATE_WORDS.get(supervisor.state(s, part), "down")
+        state = "up" if pid and supervisor.healthy(part) else ("sick" if pid else word)
         all_up &= state == "up"
-        print(f"  {part.name:<18} {state:<6} {pid or '-':>7}  {part.port}")
+        print(f"  {part.name:<18} {state:<13} {pid or '-':>7}  {part.port}")
     return 0 if all_up else 3
 
 
@@ -159,10 +161,10 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("up", help="start everything (the default)").set_defaults(func=up)
     sub.add_parser("down", help="stop everything").set_defaults(func=down)
-    sub.add_parser("status", help="each part: up/down, pid, port").set_defaults(func=status)
+    sub.add_parser("status", help="each part: up/down/crash-looping, pid, port").set_defaults(func=status)
     for name, func, text in (
         ("start", start_part, "start one part"),
-        ("stop", stop_part, "stop one part"),
+        ("stop", stop_part, "stop one part (supervisord leaves it down)"),
         ("freeze", freeze_part, "SIGSTOP one part (a hung machine)"),
         ("thaw", freeze_part, "SIGCONT a frozen part"),
         ("reload", reload_part, "SIGHUP one part: prometheus, alertmanager re-read their files"),
