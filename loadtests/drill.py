@@ -4,8 +4,9 @@
                               [--warmup 30] [--outage 45]
 
 Under a steady locust load: stop the victim (gracefully; with --kill by SIGKILL to its process
-group, a machine that dies; with --freeze by SIGSTOP for SECONDS, then SIGCONT, a machine that
-hangs), keep the load running, start (or thaw) the victim again, stop the load. Registrants are
+group, a machine that dies, which supervisord starts again by itself; with --freeze by SIGSTOP
+for SECONDS, then SIGCONT, a machine that hangs), keep the load running, start (or thaw) the
+victim again, stop the load. Registrants are
 careful clients (an Idempotency-Key, retries with the same key). The last line printed is one
 JSON object with what happened; the exit status is non-zero when a registration failed, was
 lost, stored twice or stored without its client ever hearing so (a ghost), a request failed in
@@ -36,6 +37,10 @@ from stack.settings import ROOT, Settings, load
 # What on-call is promised: the firing email within 60 s of the stop, resolved within 90 s.
 FIRING_LIMIT_S = 60
 RESOLVED_LIMIT_S = 90
+# A killed victim is back within seconds (supervisord), too soon for its *Down alert; the news
+# is this one (prometheus/rules/restarts.yml), which resolves only 10 minutes after the death.
+RESTART_ALERT = "PartRestarted"
+BACK_LIMIT_S = 60  # the database's start, under load, on a busy machine
 
 REGISTRATION = "/api/registrations ["
 
@@ -186,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"the stack is not fully up ({', '.join(down)}); start it with ./init.sh", file=sys.stderr)
         return 2
     alert, documented = VICTIMS[args.victim]
+    if args.kill:
+        alert = RESTART_ALERT
     victim = parts[args.victim]
     out = args.out or s.var / "drills" / datetime.now(UTC).strftime(f"%Y%m%dT%H%M%SZ-{args.victim}")
     out.mkdir(parents=True, exist_ok=True)
@@ -203,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.monotonic()
     load_process = _start_load(s, out, args.users, args.spawn_rate)
-    alert_s = resolved_s = None
+    alert_s = resolved_s = back_s = None
     try:
         say(f"load: {args.users} users; warming up {args.warmup:.0f}s")
         time.sleep(args.warmup)
@@ -217,13 +224,24 @@ def run(args: argparse.Namespace) -> int:
             restarted_at = time.time()
             supervisor.freeze(s, victim, False)
             say(f"thawed {args.victim} (SIGCONT)")
+        elif args.kill:
+            supervisor.kill(s, victim)
+            say(f"killed {args.victim} (SIGKILL to its process group); supervisord starts it again")
+            deadline = time.monotonic() + BACK_LIMIT_S
+            while not (supervisor.running_pid(s, victim) and supervisor.healthy(victim)):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"supervisord did not bring {args.victim} back within {BACK_LIMIT_S}s")
+                time.sleep(0.1)
+            restarted_at = time.time()
+            back_s = restarted_at - stopped_at
+            say(f"{args.victim} back after {back_s:.1f}s; waiting for the {alert} email")
+            alert_s = wait_mail("FIRING", timeout=FIRING_LIMIT_S * 1.5)
+            if alert_s is not None:
+                alert_s += back_s  # from the death, like the others
+            say(f"firing email after {alert_s:.1f}s" if alert_s is not None else "no firing email")
         else:
-            if args.kill:
-                supervisor.kill(s, victim)
-                say(f"killed {args.victim} (SIGKILL to its process group); waiting for the {alert} email")
-            else:
-                supervisor.stop(s, victim)
-                say(f"stopped {args.victim}; waiting for the {alert} email")
+            supervisor.stop(s, victim)
+            say(f"stopped {args.victim}; waiting for the {alert} email")
             alert_s = wait_mail("FIRING", timeout=max(args.outage, FIRING_LIMIT_S * 1.5))
             say(f"firing email after {alert_s:.1f}s" if alert_s is not None else "no firing email")
             remaining = args.outage - (time.time() - stopped_at)
@@ -270,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
         "stored": stored,
         "lost": len(acknowledged) - stored,
         "worst_ms": max((row["ms"] for row in attempts), default=None),
+        "back_s": None if back_s is None else round(back_s, 1),
         "alert_email_s": None if alert_s is None else round(alert_s, 1),
         "resolved_email_s": None if resolved_s is None else round(resolved_s, 1),
         "p95_ms_before": p95(before),
@@ -297,7 +316,7 @@ def run(args: argparse.Namespace) -> int:
         problems.append(f"{len(failed)} requests failed: {'; '.join(kinds[:5])}")
     if not args.freeze and (alert_s is None or alert_s > FIRING_LIMIT_S):
         problems.append(f"the firing email did not arrive within {FIRING_LIMIT_S}s")
-    if not args.freeze and (resolved_s is None or resolved_s > RESOLVED_LIMIT_S):
+    if not args.freeze and not args.kill and (resolved_s is None or resolved_s > RESOLVED_LIMIT_S):
         problems.append(f"the resolved email did not arrive within {RESOLVED_LIMIT_S}s")
     if result["records_without_photo"] or result["orphan_photos"]:
         problems.append("half-stored registrations (records without photo or photos without record)")
@@ -319,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     fault.add_argument(
         "--kill",
         action="store_true",
-        help="SIGKILL the victim's process group (a machine that dies) instead of stopping it",
+        help="SIGKILL the victim's process group (a machine that dies; supervisord restarts it)",
     )
     fault.add_argument(
         "--freeze",

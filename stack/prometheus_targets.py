@@ -49,6 +49,8 @@ def native_targets(ports: Mapping[str, int], host: str = "127.0.0.1") -> dict[st
             _group(at("REDIS_PORT"), __blackbox_address__=blackbox, target_name="redis"),
         ],
         "prometheus.yml": [_group(at("PROMETHEUS_PORT"), target_name="prometheus")],
+        # natively only: in compose and Kubernetes, Docker and the kubelet restart what dies
+        "supervisor.yml": [_group(at("RESTART_EXPORTER_PORT"), target_name="restart-exporter")],
         "alertmanager.yml": [_group(at("ALERTMANAGER_PORT"), target_name="alertmanager")],
     }
 

@@ -70,7 +70,8 @@ def program_conf(s: Settings, part: Part) -> str:
         "killasgroup=true",
     ]
     if part.listens_to:  # its stdout speaks supervisord's event protocol; stderr is the log
-        lines += [f"events={part.listens_to}", f"stderr_logfile={s.log_dir / (part.name + '.log')}"]
+        # events wait here while it is down (restarting, say): up to a burst of every part's
+        lines += [f"events={part.listens_to}", "buffer_size=1000", f"stderr_logfile={s.log_dir / (part.name + '.log')}"]
     else:
         lines += ["redirect_stderr=true", f"stdout_logfile={s.log_dir / (part.name + '.log')}"]
     lines += ["stdout_logfile_maxbytes=0", "stderr_logfile_maxbytes=0"]  # appended, like every log of var/log

@@ -31,6 +31,7 @@ FILES = (
     "blackbox-tcp.yml",
     "prometheus.yml",
     "alertmanager.yml",
+    "supervisor.yml",
 )
 
 
@@ -90,6 +91,8 @@ def build_targets(pods: list[dict], blackbox: str = "blackbox-exporter:9115") ->
         + [{"targets": ["redis:6379"], "labels": {**probe, "target_name": "redis"}}],
         "prometheus.yml": [{"targets": ["127.0.0.1:9090"], "labels": {"target_name": "prometheus"}}],
         "alertmanager.yml": [{"targets": ["alertmanager:9093"], "labels": {"target_name": "alertmanager"}}],
+        # the kubelet restarts what dies; supervisord's restarts are the native stack's
+        "supervisor.yml": [],
     }
     assert tuple(files) == FILES
     return files
