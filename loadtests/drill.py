@@ -85,11 +85,11 @@ def p95(values: list[float]) -> float | None:
     return percentile(values, 95) if values else None
 
 
-def _json_lines(path: Path) -> list[dict]:
+def json_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def _start_load(s: Settings, out: Path, users: int, spawn_rate: float) -> subprocess.Popen:
+def start_load(s: Settings, out: Path, users: int, spawn_rate: float) -> subprocess.Popen:
     env = {
         **os.environ,
         "ADMIN_PASSWORD": s.secrets["ADMIN_PASSWORD"],
@@ -114,13 +114,13 @@ def _start_load(s: Settings, out: Path, users: int, spawn_rate: float) -> subpro
         "--out",
         str(out / "locust"),
     ]
-    log = open(out / "load.log", "w")  # noqa: SIM115 - the load runs in the background; closed in _stop_load
+    log = open(out / "load.log", "w")  # noqa: SIM115 - the load runs in the background; closed in stop_load
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     process.log = log
     return process
 
 
-def _stop_load(process: subprocess.Popen) -> None:
+def stop_load(process: subprocess.Popen) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGINT)  # locust writes its reports on Ctrl-C
         try:
@@ -131,7 +131,7 @@ def _stop_load(process: subprocess.Popen) -> None:
     process.log.close()
 
 
-def _integrity(s: Settings, db, since: datetime) -> dict:
+def integrity(s: Settings, db, since: datetime) -> dict:
     """Nothing half-stored: every new record's photo exists, every new photo has its record."""
     photo_dir = s.data_dir / "photos"
     if s.get("CLOUDINARY_URL") or not photo_dir.exists():
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
 
     t0 = time.monotonic()
-    load_process = _start_load(s, out, args.users, args.spawn_rate)
+    load_process = start_load(s, out, args.users, args.spawn_rate)
     alert_s = resolved_s = back_s = None
     try:
         say(f"load: {args.users} users; warming up {args.warmup:.0f}s")
@@ -255,14 +255,14 @@ def run(args: argparse.Namespace) -> int:
         time.sleep(args.settle)
         ended_at = time.time()
     finally:
-        _stop_load(load_process)
+        stop_load(load_process)
         if args.freeze:
             supervisor.freeze(s, victim, False)
         if not supervisor.running_pid(s, victim):
             supervisor.start(s, victim)
     say("load stopped")
 
-    rows = _json_lines(out / "requests.jsonl")
+    rows = json_lines(out / "requests.jsonl")
     # registrations are judged as a careful client ends them (below), not attempt by attempt
     attempts, others = [], []
     for row in rows:
@@ -276,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
     acknowledged = (
         sorted(set((out / "acknowledged.txt").read_text().split())) if (out / "acknowledged.txt").exists() else []
     )
-    lines = _json_lines(out / "registrations.jsonl")
+    lines = json_lines(out / "registrations.jsonl")
     stored = len(data.stored(db, acknowledged))
     result = {
         "victim": args.victim,
@@ -300,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
             if stopped_at <= row["t"] < restarted_at and row["name"].startswith("/api/chart") and row["ok"]
         ),
         "recovered": bool(after) and all(row["ok"] for row in after),
-        **_integrity(s, db, began),
+        **integrity(s, db, began),
     }
     (out / "result.json").write_text(json.dumps(result, indent=2))
     problems = []

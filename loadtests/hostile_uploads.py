@@ -42,7 +42,7 @@ import psutil
 import requests
 
 from common import records
-from loadtests.drill import _integrity, p95
+from loadtests.drill import integrity, p95
 from loadtests.workload import make_jpeg, random_city
 from stack import supervisor
 from stack.parts import all_parts
@@ -345,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
         "rss_growth_mb_after": _mb(sum(memory.after.values()) - sum(memory.before.values())),
         "rss_growth_mb_warmup": _mb(sum(at_attack.values()) - sum(memory.before.values())),
         "rss_growth_mb_peak_by_replica": {name: _mb(value) for name, value in growth.items()},
-        **_integrity(s, db, began),
+        **integrity(s, db, began),
     }
 
     for row in sorted(crafted, key=lambda row: row["s"]):

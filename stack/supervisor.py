@@ -250,7 +250,7 @@ def _shutdown_when_idle(s: Settings) -> None:
         return
     server.shutdown()
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+    while time.monotonic() < deadline and _still_running(pid):
         time.sleep(0.05)
 
 
@@ -262,9 +262,33 @@ def kill(s: Settings, part: Part) -> bool:
         return False
     _signal_group(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:  # until supervisord reaped it
+    while _still_running(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     return True
+
+
+def power_cut(s: Settings, parts: list[Part]) -> list[str]:
+    """SIGKILL supervisord and every running part's process group in one go, as a power cut
+    would: nothing finishes, nothing is restarted until ./init.sh starts the stack again.
+    Returns the names of the parts it killed, once every one of them is gone."""
+    victims = [(part.name, pid) for part in parts if (pid := running_pid(s, part))]
+    own = supervisord_pid(s)
+    for pid in ([own] if own else []) + [pid for _, pid in victims]:
+        _signal_group(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    for pid in ([own] if own else []) + [pid for _, pid in victims]:
+        while _still_running(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    return [name for name, _ in victims]
+
+
+def _still_running(pid: int) -> bool:
+    """The process exists and is not a zombie (one whose parent died with it waits for init)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def _signal_running(s: Settings, part: Part, sig: int) -> None:
