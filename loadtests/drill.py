@@ -38,7 +38,7 @@ from stack.settings import ROOT, Settings, load
 FIRING_LIMIT_S = 60
 RESOLVED_LIMIT_S = 90
 # A killed victim is back within seconds (supervisord), too soon for its *Down alert; the news
-# is this one (prometheus/rules/restarts.yml), which resolves only 10 minutes after the death.
+# is this one (prometheus/rules/restarts.yml), which resolves only 2 minutes after the death.
 RESTART_ALERT = "PartRestarted"
 BACK_LIMIT_S = 60  # the database's start, under load, on a busy machine
 

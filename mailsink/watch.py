@@ -33,6 +33,16 @@ class MailWatch:
     def _names(self) -> list[str]:
         return sorted(path.name for path in self.folder.glob("*.eml")) if self.folder.exists() else []
 
+    def arrived(self) -> list[tuple[float, EmailMessage]]:
+        """Every new message not handed out yet, with its arrival time (epoch seconds), oldest first."""
+        found = []
+        for name in self._names():
+            if name not in self.seen:
+                self.seen.add(name)
+                path = self.folder / name
+                found.append((path.stat().st_mtime, email.message_from_bytes(path.read_bytes(), policy=email_policy)))
+        return found
+
     def wait(
         self, matches: Callable[[EmailMessage], bool] = lambda message: True, timeout: float = 60.0
     ) -> EmailMessage | None:

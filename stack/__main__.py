@@ -145,12 +145,17 @@ def drill(args) -> int:
     return subprocess.call([sys.executable, "-m", "loadtests.drill", *args.tool_args], cwd=ROOT)
 
 
+def chaos(args) -> int:
+    """Random faults, one at a time, under load; one JSON line of verdict (loadtests/chaos.py)."""
+    return subprocess.call([sys.executable, "-m", "loadtests.chaos", *args.tool_args], cwd=ROOT)
+
+
 def bench(args) -> int:
     """Benchmarks of the running stack against baselines started for the run, printed as ratios."""
     return subprocess.call([sys.executable, "-m", "loadtests.bench", *args.tool_args], cwd=ROOT)
 
 
-PASS_THROUGH = {"test": test, "load": load_test, "drill": drill, "bench": bench}
+PASS_THROUGH = {"test": test, "load": load_test, "drill": drill, "chaos": chaos, "bench": bench}
 
 
 def main() -> int:
@@ -185,6 +190,7 @@ def main() -> int:
     sub.add_parser("test", help="the whole test suite against an isolated stack (options go to pytest)")
     sub.add_parser("load", help="locust load test (options: ./init.sh load --help)")
     sub.add_parser("drill", help="failover drill under load (options: ./init.sh drill --help)")
+    sub.add_parser("chaos", help="random faults under load, a verdict (options: ./init.sh chaos --help)")
     sub.add_parser("bench", help="benchmarks against baselines, as ratios (options: ./init.sh bench --help)")
     argv = sys.argv[1:]
     if argv[:1] and argv[0] in PASS_THROUGH:  # everything after it belongs to pytest / locust
