@@ -133,9 +133,7 @@ def _mail_delays(faults: list[dict], mails: list[tuple[float, str]]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     s = load()
-    down = [part.name for part in all_parts(s) if not supervisor.healthy(part)]
-    if down:
-        print(f"the stack is not fully up ({', '.join(down)}); start it with ./init.sh", file=sys.stderr)
+    if not supervisor.stack_is_up(s):
         return 2
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     rng = random.Random(seed)

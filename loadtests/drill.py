@@ -185,11 +185,9 @@ def registration_outcomes(db, lines: list[dict], since: datetime) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     s = load()
-    parts = {part.name: part for part in all_parts(s)}
-    down = [name for name, part in parts.items() if not supervisor.healthy(part)]
-    if down:
-        print(f"the stack is not fully up ({', '.join(down)}); start it with ./init.sh", file=sys.stderr)
+    if not supervisor.stack_is_up(s):
         return 2
+    parts = {part.name: part for part in all_parts(s)}
     alert, documented = VICTIMS[args.victim]
     if args.kill:
         alert = RESTART_ALERT

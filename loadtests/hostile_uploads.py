@@ -286,13 +286,8 @@ def _upload(url: str, kind: str, raw: bytes, marker: str, start: threading.Barri
 
 def run(args: argparse.Namespace) -> int:
     s = load()
-    down = [
-        part.name
-        for part in all_parts(s)
-        if part.name.startswith(("instance-", "nginx", "mongodb", "photo-store")) and not supervisor.healthy(part)
-    ]
-    if down:
-        print(f"the stack is not fully up ({', '.join(down)}); start it with ./init.sh", file=sys.stderr)
+    needed = [p.name for p in all_parts(s) if p.name.startswith(("instance-", "nginx", "mongodb", "photo-store"))]
+    if not supervisor.stack_is_up(s, needed):
         return 2
     db = s.database()
     marker = uuid.uuid4().hex[:12]

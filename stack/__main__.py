@@ -133,8 +133,7 @@ def test(args) -> int:
 def load_test(args) -> int:
     """locust against the running stack (headless by default; --ui for the web UI)."""
     s = load()
-    if not supervisor.healthy(_find(all_parts(s), "nginx")):
-        print(f"the stack is not answering on {s.public_url}; start it first with ./init.sh", file=sys.stderr)
+    if not supervisor.stack_is_up(s, ["nginx"]):
         return 2
     env = {**os.environ, "PUBLIC_PORT": str(s.ports["PUBLIC_PORT"]), "ADMIN_PASSWORD": s.secrets["ADMIN_PASSWORD"]}
     return subprocess.call([sys.executable, "-m", "loadtests.run", *args.tool_args], cwd=ROOT, env=env)

@@ -14,11 +14,13 @@ import time
 import urllib.error
 import urllib.request
 import xmlrpc.client
+from collections.abc import Iterable
 from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
 
 from stack.part import Part
+from stack.parts import all_parts
 from stack.settings import ROOT, Settings
 
 SUPERVISORD = str(Path(sys.executable).parent / "supervisord")
@@ -189,6 +191,17 @@ def healthy(part: Part, timeout: float = 1.0) -> bool:
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError):
         return False
+
+
+def stack_is_up(s: Settings, names: Iterable[str] | None = None) -> bool:
+    """The one "is the stack up?" of the tools that drive it (drill, chaos, bench, load,
+    hostile uploads): every part named (all by default) passes its health check; if not, says
+    which do not, on stderr."""
+    wanted = set(names) if names is not None else None
+    down = [p.name for p in all_parts(s) if (wanted is None or p.name in wanted) and not healthy(p)]
+    if down:
+        print(f"the stack is not fully up ({', '.join(down)}); start it with ./init.sh", file=sys.stderr)
+    return not down
 
 
 def port_taken(port: int) -> bool:
