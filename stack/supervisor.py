@@ -275,7 +275,8 @@ def kill(s: Settings, part: Part) -> bool:
         return False
     _signal_group(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while _still_running(pid) and time.monotonic() < deadline:
+    # until supervisord has seen it die: before that, it still reports the dead pid as running
+    while time.monotonic() < deadline and (_still_running(pid) or (_info(s, part) or {}).get("pid") == pid):
         time.sleep(0.02)
     return True
 
