@@ -214,8 +214,11 @@ def run(args: argparse.Namespace) -> int:
         problems.append(f"still firing {args.quiet_after:.0f}s after the end: {', '.join(still_firing)}")
     if not result["chart_matches_report"]:
         problems.append(f"the chart's total ({chart_total}) is not the report's rows ({report_rows})")
-    if result["records_without_photo"] or result["orphan_photos"]:
-        problems.append("half-stored registrations (records without photo or photos without record)")
+    # Photos without a record are counted, not failed: a replica killed between the photo and
+    # the record, or before it could settle an unanswered insert, leaves the photo on purpose
+    # (instance/unsettled.py: a record without its photo would be worse).
+    if result["records_without_photo"]:
+        problems.append(f"{result['records_without_photo']} records without their photo")
     for problem in problems:
         print(f"FAIL: {problem}")
     print(f"details: {out}")
