@@ -78,6 +78,21 @@ def _inject(s: Settings, rng: random.Random, candidates: list, kills: dict[str, 
     return fault
 
 
+def _recent_deaths(s: Settings) -> dict[str, list[float]]:
+    """Deaths of the last 10 minutes before the run, as supervisord counted them: they weigh on
+    the crash-loop limit, and a restart alert of theirs may still be firing (no new mail then)."""
+    try:
+        rows = requests.get(
+            f"http://127.0.0.1:{s.ports['PROMETHEUS_PORT']}/api/v1/query",
+            params={"query": "sum by (part) (increase(supervisor_process_exits_total[10m]))"},
+            timeout=10,
+        ).json()["data"]["result"]
+    except (requests.RequestException, ValueError, KeyError):
+        return {}
+    now = time.time()
+    return {row["metric"]["part"]: [now] * round(float(row["value"][1])) for row in rows if float(row["value"][1]) > 0}
+
+
 def _report_rows(s: Settings) -> int | None:
     """Registrations in the full report: each city sheet's rows between its header and the blank row."""
     for _ in range(5):  # a final report right after a fault may be cut short; ask again
@@ -150,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
 
     load_process = drill.start_load(s, out, args.users, args.spawn_rate)
     faults: list[dict] = []
-    kills: dict[str, list[float]] = {}
+    kills = _recent_deaths(s)
     try:
         say(f"seed {seed}; {args.users} users; victims: {', '.join(p.name for p in candidates)}")
         end = t0 + args.minutes * 60
