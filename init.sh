@@ -2,7 +2,7 @@
 # The one command: installs what is missing, then starts, stops, inspects or tests the stack.
 #   ./init.sh                 start everything (idempotent) and print URLs and the admin password
 #   ./init.sh test            the whole test suite against an isolated stack (what CI runs)
-#   ./init.sh down | status | logs [part] | start PART | stop PART | seed N | load | drill | bench
+#   ./init.sh down | status | logs [part] | start PART | stop PART | seed N | load | drill | chaos | bench
 #   ./init.sh --docker        the same system with docker-compose (needs a Docker engine)
 set -euo pipefail
 cd "$(dirname "$0")"

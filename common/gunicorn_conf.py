@@ -70,6 +70,12 @@ def on_starting(server):
     if directory:
         shutil.rmtree(directory, ignore_errors=True)
         Path(directory).mkdir(parents=True, exist_ok=True)
+    # Natively each service has a private TMPDIR; what a killed worker left there (openpyxl's
+    # spool files hold report rows, so personal data) goes at every start, restarts included.
+    private_tmp = os.environ.get("PRIVATE_TMPDIR")
+    if private_tmp:
+        shutil.rmtree(private_tmp, ignore_errors=True)
+        Path(private_tmp).mkdir(parents=True, mode=0o700)
 
 
 def child_exit(server, worker):

@@ -46,7 +46,7 @@ import psutil
 import requests
 
 from common import records
-from loadtests.drill import _integrity, p95
+from loadtests.drill import integrity, p95
 from loadtests.workload import make_jpeg, random_city
 from stack import supervisor
 from stack.parts import all_parts
@@ -313,13 +313,8 @@ def _upload(url: str, kind: str, raw: bytes, marker: str, start: threading.Barri
 
 def run(args: argparse.Namespace) -> int:
     s = load()
-    down = [
-        part.name
-        for part in all_parts(s)
-        if part.name.startswith(("instance-", "nginx", "mongodb", "photo-store")) and not supervisor.healthy(part)
-    ]
-    if down:
-        print(f"the stack is not fully up ({', '.join(down)}); start it with ./init.sh", file=sys.stderr)
+    needed = [p.name for p in all_parts(s) if p.name.startswith(("instance-", "nginx", "mongodb", "photo-store"))]
+    if not supervisor.stack_is_up(s, needed):
         return 2
     db = s.database()
     marker = uuid.uuid4().hex[:12]
@@ -380,7 +375,7 @@ def run(args: argparse.Namespace) -> int:
         "rss_growth_mb_after": _mb(sum(memory.after.values()) - sum(memory.before.values())),
         "rss_growth_mb_warmup": _mb(sum(at_attack.values()) - sum(memory.before.values())),
         "rss_growth_mb_peak_by_replica": {name: _mb(value) for name, value in growth.items()},
-        **_integrity(s, db, began),
+        **integrity(s, db, began),
     }
 
     for row in sorted(crafted, key=lambda row: row["s"]):

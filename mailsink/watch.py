@@ -43,6 +43,16 @@ class MailWatch:
         new = (self._read(name) for name in self._names() if name not in self.before)
         return [message for message in new if matches(message)]
 
+    def collect(self) -> list[tuple[float, EmailMessage]]:
+        """Every new message not handed out yet, with its arrival time (epoch seconds), oldest first."""
+        found = []
+        for name in self._names():
+            if name not in self.seen:
+                self.seen.add(name)
+                path = self.folder / name
+                found.append((path.stat().st_mtime, self._read(name)))
+        return found
+
     def wait(
         self, matches: Callable[[EmailMessage], bool] = lambda message: True, timeout: float = 60.0
     ) -> EmailMessage | None:

@@ -52,14 +52,16 @@ def down(args) -> int:
 
 
 def status(args) -> int:
+    """Each part as supervisord has it; `crash-looping` (FATAL) parts are left down for a person."""
     s = load()
     all_up = True
-    print(f"  {'part':<18} {'state':<6} {'pid':>7}  port")
+    print(f"  {'part':<18} {'state':<13} {'pid':>7}  port")
     for part in all_parts(s):
         pid = supervisor.running_pid(s, part)
-        state = "up" if pid and supervisor.healthy(part) else ("sick" if pid else "down")
+        word = supervisor.STATE_WORDS.get(supervisor.state(s, part), "down")
+        state = "up" if pid and supervisor.healthy(part) else ("sick" if pid else word)
         all_up &= state == "up"
-        print(f"  {part.name:<18} {state:<6} {pid or '-':>7}  {part.port}")
+        print(f"  {part.name:<18} {state:<13} {pid or '-':>7}  {part.port}")
     return 0 if all_up else 3
 
 
@@ -139,8 +141,7 @@ def test(args) -> int:
 def load_test(args) -> int:
     """locust against the running stack (headless by default; --ui for the web UI)."""
     s = load()
-    if not supervisor.healthy(_find(all_parts(s), "nginx")):
-        print(f"the stack is not answering on {s.public_url}; start it first with ./init.sh", file=sys.stderr)
+    if not supervisor.stack_is_up(s, ["nginx"]):
         return 2
     env = {**os.environ, "PUBLIC_PORT": str(s.ports["PUBLIC_PORT"]), "ADMIN_PASSWORD": s.secrets["ADMIN_PASSWORD"]}
     return subprocess.call([sys.executable, "-m", "loadtests.run", *args.tool_args], cwd=ROOT, env=env)
@@ -151,12 +152,17 @@ def drill(args) -> int:
     return subprocess.call([sys.executable, "-m", "loadtests.drill", *args.tool_args], cwd=ROOT)
 
 
+def chaos(args) -> int:
+    """Random faults, one at a time, under load; one JSON line of verdict (loadtests/chaos.py)."""
+    return subprocess.call([sys.executable, "-m", "loadtests.chaos", *args.tool_args], cwd=ROOT)
+
+
 def bench(args) -> int:
     """Benchmarks of the running stack against baselines started for the run, printed as ratios."""
     return subprocess.call([sys.executable, "-m", "loadtests.bench", *args.tool_args], cwd=ROOT)
 
 
-PASS_THROUGH = {"test": test, "load": load_test, "drill": drill, "bench": bench}
+PASS_THROUGH = {"test": test, "load": load_test, "drill": drill, "chaos": chaos, "bench": bench}
 
 
 def main() -> int:
@@ -167,10 +173,10 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("up", help="start everything (the default)").set_defaults(func=up)
     sub.add_parser("down", help="stop everything").set_defaults(func=down)
-    sub.add_parser("status", help="each part: up/down, pid, port").set_defaults(func=status)
+    sub.add_parser("status", help="each part: up/down/crash-looping, pid, port").set_defaults(func=status)
     for name, func, text in (
         ("start", start_part, "start one part"),
-        ("stop", stop_part, "stop one part"),
+        ("stop", stop_part, "stop one part (supervisord leaves it down)"),
         ("freeze", freeze_part, "SIGSTOP one part (a hung machine)"),
         ("thaw", freeze_part, "SIGCONT a frozen part"),
         ("reload", reload_part, "SIGHUP prometheus[-1|-2], alertmanager[-1|-2]: re-read their files"),
@@ -192,6 +198,7 @@ def main() -> int:
     sub.add_parser("test", help="the whole test suite against an isolated stack (options go to pytest)")
     sub.add_parser("load", help="locust load test (options: ./init.sh load --help)")
     sub.add_parser("drill", help="failover drill under load (options: ./init.sh drill --help)")
+    sub.add_parser("chaos", help="random faults under load, a verdict (options: ./init.sh chaos --help)")
     sub.add_parser("bench", help="benchmarks against baselines, as ratios (options: ./init.sh bench --help)")
     argv = sys.argv[1:]
     if argv[:1] and argv[0] in PASS_THROUGH:  # everything after it belongs to pytest / locust

@@ -145,6 +145,15 @@ def observability(s: Settings) -> list[Part]:
             "BLACKBOX_EXPORTER_PORT",
             f"--config.file={ROOT / 'prometheus/blackbox.yml'}",
         ),
+        # supervisord's event listener: the deaths (and restarts) of every part, itself included
+        Part(
+            "restart-exporter",
+            [sys.executable, "-m", "stack.restart_exporter", f"--listen={listen('RESTART_EXPORTER_PORT')}"],
+            f"http://{listen('RESTART_EXPORTER_PORT')}/metrics",
+            p["RESTART_EXPORTER_PORT"],
+            env={"PYTHONPATH": str(ROOT), **{name: s.get(name) or None for name in ("LOG_LEVEL",)}},
+            listens_to="PROCESS_STATE",
+        ),
         *(prometheus(n) for n in PAIR),
         *(alertmanager(n) for n in PAIR),
     ]

@@ -94,14 +94,13 @@ def operator_set(s: Settings, *names: str) -> dict[str, str | None]:
 
 def gunicorn(s: Settings, name: str, app: str, port: int, env: dict[str, str | None]) -> Part:
     multiproc = s.run_dir / "metrics" / name
-    # Its own temporary folder, private like all of var/ and emptied at every start: what a
-    # killed worker left there (openpyxl's spool files hold report rows, so personal data) goes.
+    # Its own temporary folder, private like all of var/, emptied by gunicorn at every start
+    # (common/gunicorn_conf.py), so after supervisord's restarts too.
     tmp = s.run_dir / "tmp" / name
 
     def prepare() -> None:
         multiproc.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True, mode=0o700)
+        tmp.mkdir(parents=True, mode=0o700, exist_ok=True)
 
     return Part(
         name,
@@ -116,6 +115,7 @@ def gunicorn(s: Settings, name: str, app: str, port: int, env: dict[str, str | N
             **operator_set(s, "LOG_LEVEL", "LOKI_URL", "GUNICORN_WORKERS", "GUNICORN_THREADS"),
             "PYTHONPATH": str(ROOT),
             "TMPDIR": str(tmp),
+            "PRIVATE_TMPDIR": str(tmp),
             **env,
         },
         prepare=prepare,

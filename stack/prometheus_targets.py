@@ -59,6 +59,8 @@ def native_targets(ports: Mapping[str, int], host: str = "127.0.0.1") -> dict[st
         # natively the logs are files: no Loki, no Alloy
         "loki.yml": [],
         "alloy.yml": [],
+        # natively only: in compose and Kubernetes, Docker and the kubelet restart what dies
+        "supervisor.yml": [_group(at("RESTART_EXPORTER_PORT"), target_name="restart-exporter")],
     }
 
 

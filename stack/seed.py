@@ -15,28 +15,9 @@ from PIL import Image
 from common import records
 from common.cities import city_key
 from instance.photo_store import new_key
+from loadtests import workload
 from stack.settings import Settings
 
-CITIES = [
-    "Quito",
-    "Guayaquil",
-    "Cuenca",
-    "Santo Domingo",
-    "Machala",
-    "Durán",
-    "Manta",
-    "Portoviejo",
-    "Loja",
-    "Ambato",
-    "Esmeraldas",
-    "Riobamba",
-    "Ibarra",
-    "Latacunga",
-    "Babahoyo",
-    "Tulcán",
-]
-FIRST = ["María", "José", "Ana", "Luis", "Carmen", "Jorge", "Lucía", "Carlos", "Rosa", "Andrés", "Sofía", "Diego"]
-LAST = ["García", "Rodríguez", "Zambrano", "Mendoza", "Vera", "Torres", "Cedeño", "Morales", "Andrade", "Muñoz"]
 BATCH = 1000
 
 
@@ -53,24 +34,23 @@ def run(s: Settings, count: int) -> None:
     db = s.database()
     records.ensure_indexes(db)
     photo_key = _placeholder_photo(s)
-    # Zipf-like: a few big cities hold most registrations, as in real life
-    weights = [1 / (rank + 1) for rank in range(len(CITIES))]
-    for city in CITIES:
-        db[records.CITIES].update_one({"_id": city_key(city)}, {"$setOnInsert": {"city": city}}, upsert=True)
+    # the load test's registrants (realistic names, the skewed city distribution), stored under
+    # each city's display name as the service stores them, not as typed
+    display = {city_key(city): city for city in workload.canonical_cities()}
+    for key, city in display.items():
+        db[records.CITIES].update_one({"_id": key}, {"$setOnInsert": {"city": city}}, upsert=True)
     now = datetime.now(UTC)
     done = 0
     while done < count:
-        batch = []
-        for _ in range(min(BATCH, count - done)):
-            city = random.choices(CITIES, weights)[0]
-            batch.append(
-                records.new_registration(
-                    f"{random.choice(FIRST)} {random.choice(LAST)} {random.choice(LAST)}",
-                    city,
-                    photo_key,
-                    created_at=now - timedelta(seconds=random.randint(0, 30 * 86400)),
-                )
+        batch = [
+            records.new_registration(
+                workload.random_name(),
+                display[city_key(workload.random_city())],
+                photo_key,
+                created_at=now - timedelta(seconds=random.randint(0, 30 * 86400)),
             )
+            for _ in range(min(BATCH, count - done))
+        ]
         db[records.REGISTRATIONS].insert_many(batch, ordered=False)
         for key, rows in Counter(doc["city_key"] for doc in batch).items():
             db[records.CITIES].update_one({"_id": key}, {"$inc": {"total": rows}})

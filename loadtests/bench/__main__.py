@@ -88,15 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is not installed (Debian: apt-get install wrk; ./init.sh installs it)", file=sys.stderr)
         return 2
     s = load()
-    parts = {part.name: part for part in all_parts(s)}
-    down = [
-        name
-        for name in ("nginx", "middleware", *(f"instance-{n}" for n in range(1, INSTANCES + 1)))
-        if not supervisor.healthy(parts[name])
-    ]
-    if down:
-        print(f"the stack is not answering ({', '.join(down)}); start it first with ./init.sh", file=sys.stderr)
+    if not supervisor.stack_is_up(s, ("nginx", "middleware", *(f"instance-{n}" for n in range(1, INSTANCES + 1)))):
         return 2
+    parts = {part.name: part for part in all_parts(s)}
     db = s.database()
     shape = {
         "instance": machine.gunicorn_shape(s, parts["instance-1"]),

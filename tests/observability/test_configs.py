@@ -45,7 +45,7 @@ ALERTMANAGER_VALUES = {
     "RUNBOOK_BASE_URL": RUNBOOK_BASE_URL,
 }
 # Exporters' metrics are checked by family here; the live test checks each returns data.
-EXPORTER_PREFIXES = ("node_", "redis_", "nginx_", "probe_", "prometheus_", "alertmanager_")
+EXPORTER_PREFIXES = ("node_", "redis_", "nginx_", "probe_", "prometheus_", "alertmanager_", "supervisor_")
 SERIES_OF_PROMETHEUS = {"up", "ALERTS", "ALERTS_FOR_STATE"}
 
 
@@ -116,6 +116,7 @@ def test_prometheus_config_gives_every_contract_job_a_target_file():
         "alertmanager",
         "loki",
         "alloy",
+        "supervisor",
     }
     assert jobs == {name: [f"targets/{name}.yml"] for name in jobs}
     assert config["alerting"]["alertmanagers"][0]["file_sd_configs"][0]["files"] == ["targets/alertmanager.yml"]
@@ -157,6 +158,8 @@ def test_compose_targets_name_the_same_parts_as_the_native_ones(name):
         assert [sorted(group["labels"]) for group in compose] == [sorted(group["labels"]) for group in native]
     elif name in ("loki.yml", "alloy.yml"):  # natively the logs are files: no Loki, no Alloy
         assert native == [] and _parts(compose) == [(name.removesuffix(".yml"), None, ["target_name"])]
+    elif name == "supervisor.yml":  # natively only: Docker restarts what dies in compose
+        assert compose == []
     else:
         assert _parts(compose) == _parts(native)
 

@@ -1,25 +1,31 @@
-"""The supervisor's pid files: a stale one never lets it signal a process it did not start.
+"""Parts under the real supervisord: a killed part comes back, one that keeps dying is left
+FATAL after backing off, a frozen one is not restarted, and stop means stop.
 
-Real processes, no stack: each test starts what it needs in a temporary state folder.
+No stack: each test runs its own supervisord in a temporary state folder.
 """
 
 import os
-import subprocess
 import sys
 import time
 
 import pytest
 from servers import free_port
 
+from polling import wait_for
 from stack import supervisor
 from stack.part import Part
-from stack.settings import ROOT, Settings
+from stack.settings import Settings
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    (tmp_path / "run").mkdir()
-    return Settings(var=tmp_path, ports={}, secrets={})
+def settings(tmp_path):
+    s = Settings(var=tmp_path, ports={}, secrets={})
+    yield s
+    pid = supervisor.supervisord_pid(s)
+    if pid:  # a test that failed half-way: nothing may outlive it
+        supervisor.rpc(s).supervisor.stopAllProcesses(True)
+        supervisor.rpc(s).supervisor.shutdown()
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout=15, every=0.1)
 
 
 @pytest.fixture
@@ -33,75 +39,70 @@ def web_part() -> Part:
     )
 
 
-@pytest.fixture
-def spawn():
-    """spawn(own_session=...) -> a sleeping process, killed after the test."""
-    started = []
-
-    def run(own_session=True) -> subprocess.Popen:
-        process = subprocess.Popen(["sleep", "60"], cwd=ROOT, start_new_session=own_session)
-        started.append(process)
-        return process
-
-    yield run
-    for process in started:
-        process.kill()
-        process.wait()
-
-
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    return os.path.exists(f"/proc/{pid}")
 
 
-def test_start_records_pid_and_start_time_and_stop_ends_it(settings, web_part):
+def test_start_runs_the_part_in_a_group_of_its_own_and_stop_ends_it_and_supervisord(settings, web_part):
     pid = supervisor.start(settings, web_part, wait=15)
+    supervisord = supervisor.supervisord_pid(settings)
     try:
-        recorded = supervisor.pid_file(settings, web_part).read_text().split()
-        assert recorded == [str(pid), str(supervisor._start_time(pid))]
+        assert os.getpgid(pid) == pid
         assert supervisor.running_pid(settings, web_part) == pid
         assert supervisor.start(settings, web_part) == pid  # idempotent
+        assert (settings.log_dir / "web.log").exists()
     finally:
         assert supervisor.stop(settings, web_part)
     assert not _alive(pid)
-    assert not supervisor.pid_file(settings, web_part).exists()
-
-
-def test_a_reused_pid_with_another_start_time_is_not_ours(settings, web_part, spawn):
-    process = spawn()  # leads its own group, like a part: only the start time tells it apart
-    supervisor.pid_file(settings, web_part).write_text(f"{process.pid} {supervisor._start_time(process.pid)}\n")
-    assert supervisor.running_pid(settings, web_part) == process.pid  # the same file with the right time
-    supervisor.pid_file(settings, web_part).write_text(f"{process.pid} {supervisor._start_time(process.pid) + 1}\n")
-    assert supervisor.running_pid(settings, web_part) is None
+    assert wait_for(lambda: not _alive(supervisord), timeout=15, every=0.1)  # nothing left to run
     assert supervisor.stop(settings, web_part) is False
-    assert process.poll() is None  # never signalled
-    assert not supervisor.pid_file(settings, web_part).exists()
 
 
-def test_a_process_outside_its_own_group_is_never_signalled(settings, web_part, spawn):
-    process = spawn(own_session=False)  # same start time, but it shares our process group
-    supervisor.pid_file(settings, web_part).write_text(f"{process.pid} {supervisor._start_time(process.pid)}\n")
-    assert supervisor.running_pid(settings, web_part) is None
-    assert supervisor.stop(settings, web_part) is False
-    assert process.poll() is None
+def test_a_killed_part_is_started_again_by_supervisord(settings, web_part):
+    first = supervisor.start(settings, web_part, wait=15)
+    assert supervisor.kill(settings, web_part)
+    assert wait_for(lambda: (supervisor.running_pid(settings, web_part) or first) != first, timeout=15, every=0.1)
+    assert wait_for(lambda: supervisor.healthy(web_part), timeout=15, every=0.1)
+    supervisor.stop(settings, web_part)
 
 
-def test_a_dead_pid_is_gone(settings, web_part, spawn):
-    process = spawn()
-    started = supervisor._start_time(process.pid)
-    process.kill()
-    process.wait()
-    supervisor.pid_file(settings, web_part).write_text(f"{process.pid} {started}\n")
-    assert supervisor.running_pid(settings, web_part) is None
+def test_a_part_that_keeps_dying_backs_off_then_is_left_fatal(settings, tmp_path):
+    starts = tmp_path / "starts"
+    crashing = Part(
+        "crashing",
+        [sys.executable, "-c", f"import time; open({str(starts)!r}, 'a').write(f'{{time.time()}}\\n'); exit(1)"],
+        "tcp://127.0.0.1:9",
+        free_port(),
+    )
+    with pytest.raises(RuntimeError, match="FATAL"):
+        supervisor.start(settings, crashing, wait=60)
+    times = [float(line) for line in starts.read_text().split()]
+    assert len(times) == supervisor.STARTRETRIES + 1
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    # supervisord waits 1 s longer before each retry
+    assert all(gap >= n - 0.2 for n, gap in enumerate(gaps, start=1)), gaps
+    assert supervisor.state(settings, crashing) == supervisor.FATAL
+    time.sleep(2)
+    assert len(starts.read_text().split()) == len(times)  # left down: no restart after FATAL
 
 
-def test_a_pid_file_without_a_start_time_names_no_process_of_ours(settings, web_part, spawn):
-    process = spawn()  # its own group, working in the checkout: only the start time could vouch for it
-    supervisor.pid_file(settings, web_part).write_text(str(process.pid))
-    assert supervisor.running_pid(settings, web_part) is None
-    assert supervisor.stop(settings, web_part) is False
-    time.sleep(0.1)
-    assert process.poll() is None
+def test_a_frozen_part_is_not_restarted_and_thaws_as_it_was(settings, web_part):
+    pid = supervisor.start(settings, web_part, wait=15)
+    supervisor.freeze(settings, web_part, True)
+    try:
+        time.sleep(supervisor.STARTSECS + 1)
+        assert not supervisor.healthy(web_part, timeout=0.5)
+        assert supervisor.state(settings, web_part) == supervisor.RUNNING
+        assert supervisor.running_pid(settings, web_part) == pid
+    finally:
+        supervisor.freeze(settings, web_part, False)
+    assert supervisor.healthy(web_part)
+    assert supervisor.running_pid(settings, web_part) == pid
+    assert supervisor.stop(settings, web_part)
+
+
+def test_a_frozen_part_still_stops(settings, web_part):
+    pid = supervisor.start(settings, web_part, wait=15)
+    supervisor.freeze(settings, web_part, True)
+    assert supervisor.stop(settings, web_part)
+    assert not _alive(pid)

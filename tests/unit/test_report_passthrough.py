@@ -203,7 +203,7 @@ def nginx(tmp_path):
 
     yield start
     for s, part in started:
-        supervisor.stop(s, part, grace=5)
+        supervisor.stop(s, part)
 
 
 def test_nginx_builds_a_report_again_on_the_next_replica_when_one_drops_it(nginx, balancer, dying):
