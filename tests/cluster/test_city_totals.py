@@ -35,7 +35,7 @@ def test_a_registration_and_its_retries_count_once(http, stack):
 def test_a_cold_chart_reads_the_counters(http, stack):
     city = f"Cold {uuid.uuid4().hex[:8]}"
     register(http, stack, city=city)
-    direct = redis.Redis(port=stack.settings.ports["REDIS_PORT"])
+    direct = redis.Redis.from_url(stack.settings.redis_url)
     direct.flushdb()
     direct.ping()  # the fence a writer owes the middleware's copies (see chart_cache.store)
     chart = http.get(f"{stack.url}/api/chart", timeout=30).json()
