@@ -1,6 +1,7 @@
 """Registrations with an Idempotency-Key: one record per key through retries, races, replicas
 that die or hang mid-request, and a database that freezes."""
 
+import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -57,9 +58,23 @@ def test_concurrent_attempts_with_one_key_store_one_record_and_one_photo(stack):
     assert stack.photo_count() == photos + 1  # the losers removed their photos before answering
 
 
-def _attempts(stack, request_ids: set[str]) -> list[list[str]]:
+def _attempts(stack, request_ids: set[str]) -> dict[str, list[str]]:
     """The replicas nginx tried, in order, for each of these requests."""
-    return [line["upstream"].split(", ") for line in stack.nginx_log() if line["request_id"] in request_ids]
+    return {
+        line["request_id"]: line["upstream"].split(", ")
+        for line in stack.nginx_log()
+        if line["request_id"] in request_ids
+    }
+
+
+def _answered(stack, part: str) -> set[str]:
+    """The request ids in the part's own access lines: requests it has finished with."""
+    lines = (stack.settings.log_dir / f"{part}.log").read_text().splitlines()
+    return {
+        entry["request_id"]
+        for entry in map(json.loads, filter(lambda line: line.startswith("{"), lines))
+        if entry.get("logger") == "access"
+    }
 
 
 def test_a_frozen_replica_costs_a_keyed_registration_nothing(stack, frozen):
@@ -79,12 +94,13 @@ def test_a_frozen_replica_costs_a_keyed_registration_nothing(stack, frozen):
         answers = list(pool.map(attempt, range(12)))
 
     assert [a.status_code for a in answers] == [201] * 12
-    assert any(tried[0] == frozen_at and len(tried) > 1 for tried in _attempts(stack, request_ids)), (
-        "no registration met the frozen replica: the test proved nothing"
-    )
+    held = {rid for rid, tried in _attempts(stack, request_ids).items() if tried[0] == frozen_at and len(tried) > 1}
+    assert held, "no registration met the frozen replica: the test proved nothing"
     photos = stack.photo_count()
     frozen.thaw("instance-2")  # it wakes up and finds its requests done by the others
-    time.sleep(3)
+    # not a fixed wait: until the replica has finished every request it held (a photo it stored
+    # meanwhile is removed before it answers)
+    assert wait_for(lambda: held <= _answered(stack, "instance-2"), timeout=30), "the thawed replica never answered"
     assert stack.db.registrations.count_documents({"name": {"$regex": f"^{name} "}}) == 12
     assert stack.photo_count() == photos  # nothing stored by the late replica
 
