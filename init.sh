@@ -161,7 +161,10 @@ main() {
   esac
   install_debian_packages
   install_python
-  [[ ${1:-} != test ]] || { preflight && lint; }
+  if [[ ${1:-} == test ]]; then
+    preflight
+    lint
+  fi
   exec "$VENV/bin/python" -m stack "$@"
 }
 
