@@ -148,6 +148,23 @@ def _kill_group(pid: int, started: int | None) -> None:
     _signal_group(pid, signal.SIGKILL)
     while _alive(pid, started):
         time.sleep(0.05)
+    # the leader's end is not the group's: gunicorn's workers, still exiting, hold the port a
+    # moment longer, and a start at once would find it taken
+    deadline = time.monotonic() + 10
+    while _group_lives(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _group_lives(pgid: int) -> bool:
+    """Some process of the group has not exited yet (a zombie has: it holds nothing)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def _signal_running(s: Settings, part: Part, sig: int) -> None:

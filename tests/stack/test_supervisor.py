@@ -105,3 +105,15 @@ def test_a_pid_file_without_a_start_time_names_no_process_of_ours(settings, web_
     assert supervisor.stop(settings, web_part) is False
     time.sleep(0.1)
     assert process.poll() is None
+
+
+def test_a_killed_part_has_let_go_of_its_port_when_kill_returns(settings):
+    """As gunicorn does: the leader forks a worker that holds the listening socket too."""
+    port = free_port()
+    script = (
+        f"import os, socket, time\nlistener = socket.create_server(('127.0.0.1', {port}))\nos.fork()\ntime.sleep(60)\n"
+    )
+    part = Part("forking", [sys.executable, "-c", script], f"tcp://127.0.0.1:{port}", port)
+    supervisor.start(settings, part, wait=15)
+    assert supervisor.kill(settings, part)
+    assert not supervisor.port_taken(port)  # so it can be started again at once
