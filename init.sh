@@ -12,14 +12,31 @@ DEBIAN_PACKAGES=(
   python3-venv nginx-light redis-server
   prometheus prometheus-alertmanager prometheus-node-exporter prometheus-blackbox-exporter
   prometheus-nginx-exporter prometheus-redis-exporter
-  chromium docker-compose wrk lnav
-  # the image tests (tests/deploy/test_podman.py): build and run the Dockerfile and compose here
-  podman runc debootstrap netavark aardvark-dns
+  chromium docker-compose wrk git ca-certificates lnav
+  # the image tests (tests/deploy/test_podman.py): build and run the Dockerfile and compose here;
+  # netavark sets up container networks with iptables (it fails with "No such file" without it)
+  podman runc debootstrap netavark aardvark-dns iptables
   # the report opened by another spreadsheet program (tests/unit/test_report_in_libreoffice.py)
   libreoffice-calc-nogui
   # the MongoDB bootstrap script's test (tests/deploy/test_mongodb_bootstrap.py)
   nodejs
 )
+# Every program the stack and the suite run, beside the package above that provides it: a
+# missing one is named before the suite starts, not deep inside a test. A path when the
+# program is not meant to be on PATH (podman finds its network helpers in /usr/lib/podman).
+PROGRAMS=(
+  python3:python3-venv nginx:nginx-light redis-server:redis-server
+  prometheus:prometheus promtool:prometheus
+  prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager
+  prometheus-node-exporter:prometheus-node-exporter prometheus-blackbox-exporter:prometheus-blackbox-exporter
+  prometheus-nginx-exporter:prometheus-nginx-exporter prometheus-redis-exporter:prometheus-redis-exporter
+  chromium:chromium docker-compose:docker-compose wrk:wrk git:git lnav:lnav
+  soffice:libreoffice-calc-nogui node:nodejs
+  /etc/ssl/certs/ca-certificates.crt:ca-certificates
+  podman:podman runc:runc debootstrap:debootstrap iptables:iptables
+  /usr/lib/podman/netavark:netavark /usr/lib/podman/aardvark-dns:aardvark-dns
+)
+APT_GET=(apt-get -o DPkg::Lock::Timeout=600)  # another install may hold dpkg's lock: wait for it
 
 POLICY_RC_D=/usr/sbin/policy-rc.d
 SYSTEMD_DIR=/run/systemd/system
@@ -79,9 +96,9 @@ install_debian_packages() {
   log "installing Debian packages: ${missing[*]}"
   local before
   before=$(installed_packages)
-  apt-get update -qq
+  "${APT_GET[@]}" update -qq
   hold_services
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive "${APT_GET[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   release_services
   local new
   mapfile -t new < <(comm -13 <(printf '%s\n' "$before") <(installed_packages))
@@ -116,6 +133,23 @@ run_docker() {
   exec docker compose up -d --build "$@"
 }
 
+# One line for everything missing, before a stack starts: a test that met it would fail far
+# from the cause. Root's PATH has the sbin folders; a user's may not.
+preflight() {
+  local missing=() entry program
+  for entry in "${PROGRAMS[@]}"; do
+    program=${entry%%:*}
+    if [[ $program == /* ]]; then
+      [[ -e $program ]] || missing+=("$program (Debian package ${entry#*:})")
+    else
+      PATH=$PATH:/usr/sbin:/sbin command -v "$program" >/dev/null || missing+=("$program (Debian package ${entry#*:})")
+    fi
+  done
+  ((${#missing[@]})) || return 0
+  log "missing programs: ${missing[*]}; ./init.sh installs them when run as root"
+  return 1
+}
+
 # ruff with the settings in pyproject.toml: ./init.sh test fails on a finding before it
 # starts a stack, as CI runs it.
 lint() {
@@ -132,7 +166,10 @@ main() {
   esac
   install_debian_packages
   install_python
-  [[ ${1:-} != test ]] || lint
+  if [[ ${1:-} == test ]]; then
+    preflight
+    lint
+  fi
   exec "$VENV/bin/python" -m stack "$@"
 }
 

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 
-from stack import logview, seed, supervisor
+from stack import logview, seed, suite_coverage, supervisor
 from stack.parts import all_parts
 from stack.settings import PAIR, ROOT, BadSecret, load
 
@@ -128,13 +128,17 @@ def test(args) -> int:
     down(args)
     shutil.rmtree(var, ignore_errors=True)
     var.mkdir(parents=True)
+    measure = os.environ.get("TEST_COVERAGE", "1") != "0"
+    measured = suite_coverage.start(var / "coverage") if measure else None
     code = up(args)
     try:
         if code == 0:
-            pytest = [sys.executable, "-m", "pytest", *args.tool_args]
+            pytest = [sys.executable, "-m", "pytest", "--durations=15", *args.tool_args]
             code = subprocess.call(pytest, cwd=ROOT)
     finally:
         down(args)
+    if measure:
+        suite_coverage.report(measured, var / "coverage")
     return code
 
 

@@ -107,6 +107,18 @@ def test_body_over_the_cap_is_413_json_from_nginx(http, stack):
     assert response.json()["error"]["code"] == "payload_too_large"
 
 
+def test_body_over_the_cap_is_413_json_from_the_replica_itself(http, stack):
+    # the replica's own limit, for whatever reaches it without nginx's cap in front
+    huge = b"\0" * (stack.settings.max_photo_bytes + 3 * 2**20)
+    before = stack.registration_count()
+    url = f"http://127.0.0.1:{stack.settings.instance_port(1)}/api/registrations"
+    response = http.post(url, data=VALID, files={"photo": ("id.jpg", huge, "image/jpeg")})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert "MiB for the whole form" in response.json()["error"]["message"]
+    assert stack.registration_count() == before
+
+
 def test_json_body_is_415_with_instructions(http, stack):
     response = http.post(f"{stack.url}/api/registrations", json=VALID)
     assert response.status_code == 415

@@ -1,11 +1,13 @@
 """Registrations with an Idempotency-Key: one record per key through retries, races, replicas
 that die or hang mid-request, and a database that freezes."""
 
+import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
+import urllib3
 
 from forms import jpeg, register
 from polling import wait_for
@@ -56,9 +58,23 @@ def test_concurrent_attempts_with_one_key_store_one_record_and_one_photo(stack):
     assert stack.photo_count() == photos + 1  # the losers removed their photos before answering
 
 
-def _attempts(stack, request_ids: set[str]) -> list[list[str]]:
+def _attempts(stack, request_ids: set[str]) -> dict[str, list[str]]:
     """The replicas nginx tried, in order, for each of these requests."""
-    return [line["upstream"].split(", ") for line in stack.nginx_log() if line["request_id"] in request_ids]
+    return {
+        line["request_id"]: line["upstream"].split(", ")
+        for line in stack.nginx_log()
+        if line["request_id"] in request_ids
+    }
+
+
+def _answered(stack, part: str) -> set[str]:
+    """The request ids in the part's own access lines: requests it has finished with."""
+    lines = (stack.settings.log_dir / f"{part}.log").read_text().splitlines()
+    return {
+        entry["request_id"]
+        for entry in map(json.loads, filter(lambda line: line.startswith("{"), lines))
+        if entry.get("logger") == "access"
+    }
 
 
 def test_a_frozen_replica_costs_a_keyed_registration_nothing(stack, frozen):
@@ -78,12 +94,13 @@ def test_a_frozen_replica_costs_a_keyed_registration_nothing(stack, frozen):
         answers = list(pool.map(attempt, range(12)))
 
     assert [a.status_code for a in answers] == [201] * 12
-    assert any(tried[0] == frozen_at and len(tried) > 1 for tried in _attempts(stack, request_ids)), (
-        "no registration met the frozen replica: the test proved nothing"
-    )
+    held = {rid for rid, tried in _attempts(stack, request_ids).items() if tried[0] == frozen_at and len(tried) > 1}
+    assert held, "no registration met the frozen replica: the test proved nothing"
     photos = stack.photo_count()
     frozen.thaw("instance-2")  # it wakes up and finds its requests done by the others
-    time.sleep(3)
+    # not a fixed wait: until the replica has finished every request it held (a photo it stored
+    # meanwhile is removed before it answers)
+    assert wait_for(lambda: held <= _answered(stack, "instance-2"), timeout=30), "the thawed replica never answered"
     assert stack.db.registrations.count_documents({"name": {"$regex": f"^{name} "}}) == 12
     assert stack.photo_count() == photos  # nothing stored by the late replica
 
@@ -138,21 +155,26 @@ def test_a_keyed_upload_that_is_no_photo_is_refused_even_with_the_database_froze
 
 def test_an_unkeyed_write_to_a_frozen_database_is_not_called_unstored(stack, frozen):
     """The insert may sit in the frozen server's socket and land when it wakes: the client must
-    not be told that nothing was stored. One replica, so that it knows the city already and the
-    insert is the call that meets the frozen server."""
-    url = f"http://127.0.0.1:{stack.settings.instance_port(1)}/api/registrations"
+    not be told that nothing was stored. The insert must be the call that meets the frozen
+    server, so the worker that answers must know the city already: both registrations go over
+    one keep-alive connection to one replica, and a gunicorn worker answers every request of a
+    connection it accepted, so the first one teaches that very worker the city."""
     form = {"name": f"Unkeyed {uuid.uuid4().hex}", "city": "Quito"}
+    one_connection = urllib3.HTTPConnectionPool("127.0.0.1", stack.settings.instance_port(1), maxsize=1, block=True)
 
     def post():
-        return requests.post(url, data=form, files={"photo": ("id.jpg", jpeg(), "image/jpeg")}, timeout=30)
+        fields = {**form, "photo": ("id.jpg", jpeg(), "image/jpeg")}
+        return one_connection.request("POST", "/api/registrations", fields=fields, timeout=30, retries=False)
 
-    assert post().status_code == 201
+    assert post().status == 201
     frozen("mongodb")
     started = time.monotonic()
     answer = post()
     took = time.monotonic() - started
     frozen.thaw("mongodb")
-    assert answer.status_code == 503
+    one_connection.close()
+    assert one_connection.num_connections == 1, "the second registration took a new connection, maybe to another worker"
+    assert answer.status == 503
     assert "may have been stored" in answer.json()["error"]["message"]
     # the insert and the lookup of its outcome share the request's MONGO_TIMEOUT_MS, not one
     # limit each: twice it kept keyed registrations past nginx's 6 s, and every replica was

@@ -17,7 +17,8 @@ echo "installed bash"
 grep -q "install with policy" "$RECORD" 2>/dev/null || exit 0
 printf 'installed nginx-common\\ninstalled nginx-light\\ninstalled prometheus\\ninstalled redis-server\\n'""",
     "apt-get": """
-[ "$1" = install ] || exit 0
+echo "apt-get $*" >> "$RECORD"
+case " $* " in *" install "*) ;; *) exit 0 ;; esac
 { echo "install with policy:"; cat "$POLICY_RC_D"; } >> "$RECORD"
 [ -z "$FAIL_INSTALL" ]""",
     "dpkg": """
@@ -110,3 +111,33 @@ def test_python3_venv_is_installed_and_a_venv_without_pip_is_not_trusted():
     ).stdout.split()
     assert "python3-venv" in packages  # Debian's python3 has no ensurepip without it
     assert "-x $VENV/bin/pip" in repo_file("init.sh").read_text()
+
+
+def test_apt_waits_for_another_install_instead_of_failing_on_its_lock(machine):
+    assert _install(machine).returncode == 0
+    calls = [line for line in _record(machine).splitlines() if line.startswith("apt-get ")]
+    assert len(calls) == 2 and all("-o DPkg::Lock::Timeout=600" in call for call in calls), calls
+
+
+def _init_sh(command: str, path: str) -> subprocess.CompletedProcess:
+    script = f"source {repo_file('init.sh')}; {command}"
+    return subprocess.run(["bash", "-c", script], env={"PATH": path}, capture_output=True, text=True, timeout=30)
+
+
+def test_every_package_init_sh_installs_is_checked_by_a_program_the_suite_runs():
+    listed = _init_sh('printf "%s\\n" "${PROGRAMS[@]}"; echo --; echo "${DEBIAN_PACKAGES[@]}"', "/usr/bin:/bin")
+    programs, packages = listed.stdout.split("--\n")
+    # a package added without its program in PROGRAMS would be missed by the preflight
+    assert {line.split(":", 1)[1] for line in programs.split()} == set(packages.split())
+
+
+def test_the_preflight_names_each_missing_program_and_its_package_in_one_line(tmp_path):
+    # a PATH with bash and nothing else (the sbin folders are added: iptables may be there)
+    for tool in ("bash", "dirname"):
+        (tmp_path / tool).symlink_to(f"/usr/bin/{tool}")
+    result = _init_sh("preflight", str(tmp_path))
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "promtool (Debian package prometheus)" in lines[0]
+    assert "git (Debian package git)" in lines[0]

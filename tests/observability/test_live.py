@@ -17,6 +17,7 @@ from dashboards import dashboard_queries
 from scrape import metric_sum
 
 from forms import register
+from polling import wait_for
 from stack.prometheus_targets import native_targets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,17 +100,21 @@ def test_one_request_can_be_followed_across_nginx_middleware_and_replica(stack, 
         http.get(f"{stack.url}/api/reports/cities.xlsx", auth=stack.admin, headers={"X-Request-ID": rid}).status_code
         == 200
     )
-    time.sleep(0.5)
-    shown = subprocess.run(
-        [sys.executable, "-m", "stack", "logs", "--request-id", rid, "-n", "20"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
-    parts = {line.split("|")[0].strip() for line in shown.splitlines() if rid in line}
-    assert "nginx" in parts and "middleware" in parts
-    assert parts & {"instance-1", "instance-2", "instance-3"}
+    shown = ""
+
+    def followed() -> bool:  # each part writes its line when it is done: polled, not a fixed wait
+        nonlocal shown
+        shown = subprocess.run(
+            [sys.executable, "-m", "stack", "logs", "--request-id", rid, "-n", "20"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        parts = {line.split("|")[0].strip() for line in shown.splitlines() if rid in line}
+        return {"nginx", "middleware"} <= parts and bool(parts & {"instance-1", "instance-2", "instance-3"})
+
+    assert wait_for(followed, timeout=15, every=0.5), shown
     assert all(rid in line for line in shown.splitlines())
 
 

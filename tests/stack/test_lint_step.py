@@ -1,4 +1,4 @@
-"""`./init.sh test` lints first: a ruff finding fails the run before any stack is started."""
+"""`./init.sh test` checks first: a missing program or a ruff finding fails the run before any stack starts."""
 
 import subprocess
 import sys
@@ -44,3 +44,15 @@ def test_init_sh_test_lints_before_it_starts_a_stack(checkout, source):
         assert result.returncode != 0
         assert "stack started" not in result.stdout
         assert "lint failed" in result.stderr and "module.py" in result.stdout + result.stderr
+
+
+def test_a_missing_program_stops_init_sh_test_before_a_stack_starts(checkout):
+    (checkout / "module.py").write_text(SOURCES["clean"])
+    script = (
+        f"source {ROOT / 'init.sh'}; install_debian_packages() {{ :; }}; install_python() {{ :; }}; "
+        f"PROGRAMS+=(no-such-program:its-package); cd {checkout}; main test -q"
+    )
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "stack started" not in result.stdout
+    assert "missing programs: no-such-program (Debian package its-package)" in result.stderr
