@@ -61,9 +61,12 @@ def listen() -> None:
         EXITS.labels(info["name"])
     while True:
         headers, payload = childutils.listener.wait(sys.stdin, sys.stdout)
+        event, _ = childutils.eventdata(payload + "\n")
+        # a part started after this one gets its series at its first state, long before a
+        # death: a series born at 1 would be no increase to Prometheus, and no alert
+        deaths = EXITS.labels(event["processname"])
         if headers["eventname"] in DEATHS:
-            event, _ = childutils.eventdata(payload + "\n")
-            EXITS.labels(event["processname"]).inc()
+            deaths.inc()
             log.warning("%s died (%s, was %s)", event["processname"], headers["eventname"], event["from_state"])
         childutils.listener.ok(sys.stdout)
 

@@ -1,6 +1,7 @@
 """A part that dies is back by itself (supervisord) and the admin still hears of it, once."""
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from mailsink.watch import MailWatch, alert_mail
 from polling import wait_for
@@ -46,3 +47,12 @@ def test_a_killed_replica_is_back_by_itself_and_one_mail_tells_of_its_restarts(s
     assert message is not None, f"no PartRestarted mail for {victim} within {MAIL_WITHIN_S}s"
     assert f"{victim} died and was restarted" in message["Subject"]
     assert mail.wait(alert_mail("FIRING", "PartRestarted", victim), NO_SECOND_MAIL_S) is None
+
+
+def test_every_part_has_a_death_counter_from_zero_before_it_dies(stack):
+    """Parts started after the exporter too (the monitoring pairs): a counter first seen at 1
+    is no increase to Prometheus, and the first death of such a part would send no mail."""
+    url = f"http://127.0.0.1:{stack.settings.ports['RESTART_EXPORTER_PORT']}/metrics"
+    families = text_string_to_metric_families(requests.get(url, timeout=5).text)
+    counted = {s.labels["part"] for f in families for s in f.samples if s.name == "supervisor_process_exits_total"}
+    assert set(stack.parts) - {"restart-exporter"} <= counted
