@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -127,6 +128,21 @@ def render_overlay(repo: Path, overlay: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=120,
     )
+
+
+def render_gateway(root: Path) -> list[dict]:
+    """The production overlay with the Gateway API component, as an operator adds it in an
+    overlay of their own."""
+    repo = shadow_repo(root, DUMMY_SECRETS)
+    overlay = repo / "k8s/overlays/gateway"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "resources:\n  - ../production\ncomponents:\n  - ../../components/gateway-api\n"
+    )
+    result = render_overlay(repo, "gateway")
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
 
 
 def find(objects: list[dict], kind: str, name: str | None = None) -> list[dict]:

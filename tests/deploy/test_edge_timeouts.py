@@ -3,8 +3,7 @@ least as long as our nginx does, so a streamed report is never cut off at the ed
 
 import re
 
-import yaml
-from deploytools import DUMMY_SECRETS, find, one, render_overlay, repo_file, shadow_repo
+from deploytools import find, one, render_gateway, repo_file
 
 
 def _nginx_read_timeout(location: str) -> int:
@@ -27,16 +26,8 @@ def test_the_ingress_waits_longer_than_our_nginx_for_a_report(rendered):
 
 
 def test_the_httproute_lets_a_report_stream(tmp_path):
-    repo = shadow_repo(tmp_path, DUMMY_SECRETS)
-    overlay = repo / "k8s/overlays/gateway"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        "resources:\n  - ../production\ncomponents:\n  - ../../components/gateway-api\n"
-    )
-    result = render_overlay(repo, "gateway")
-    assert result.returncode == 0, result.stderr
-    route = one([d for d in yaml.safe_load_all(result.stdout) if d], "HTTPRoute", "vaccination")
+    objects = render_gateway(tmp_path)
+    route = one(objects, "HTTPRoute", "vaccination")
     reports = [
         rule
         for rule in route["spec"]["rules"]
@@ -50,4 +41,4 @@ def test_the_httproute_lets_a_report_stream(tmp_path):
         assert [h["name"] for f in rule["filters"] for h in f["responseHeaderModifier"]["set"]] == [
             "Strict-Transport-Security"
         ]
-    assert not find([d for d in yaml.safe_load_all(result.stdout) if d], "Ingress")
+    assert not find(objects, "Ingress")

@@ -20,6 +20,7 @@ from deploytools import (
     find,
     one,
     placeholders,
+    render_gateway,
     render_overlay,
     repo_file,
     shadow_repo,
@@ -493,16 +494,7 @@ def test_production_nginx_takes_each_client_from_the_controllers_header(rendered
 
 
 def test_gateway_api_component_replaces_the_ingress(tmp_path):
-    repo = shadow_repo(tmp_path, DUMMY_SECRETS)
-    overlay = repo / "k8s/overlays/gateway"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        "resources:\n  - ../production\ncomponents:\n  - ../../components/gateway-api\n"
-    )
-    result = render_overlay(repo, "gateway")
-    assert result.returncode == 0, result.stderr
-    objects = [d for d in yaml.safe_load_all(result.stdout) if d]
+    objects = render_gateway(tmp_path)
     assert not find(objects, "Ingress")
     route = one(objects, "HTTPRoute", "vaccination")
     backend = route["spec"]["rules"][0]["backendRefs"][0]
