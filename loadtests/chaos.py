@@ -234,11 +234,7 @@ def run(args: argparse.Namespace) -> int:
     # (instance/unsettled.py: a record without its photo would be worse).
     if result["records_without_photo"]:
         problems.append(f"{result['records_without_photo']} records without their photo")
-    for problem in problems:
-        print(f"FAIL: {problem}")
-    print(f"details: {out}")
-    print(json.dumps(result))
-    return 1 if problems else 0
+    return drill.verdict(problems, out, result)
 
 
 def main(argv: list[str] | None = None) -> int:

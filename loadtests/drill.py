@@ -350,6 +350,12 @@ def run(args: argparse.Namespace) -> int:
         problems.append("half-stored registrations (records without photo or photos without record)")
     if not result["recovered"]:
         problems.append("requests still failed after the victim was back")
+    return verdict(problems, out, result)
+
+
+def verdict(problems: list[str], out: Path, result: dict) -> int:
+    """What a drill or a chaos run prints last: each problem, where its files are, then its one
+    JSON line; the exit status."""
     for problem in problems:
         print(f"FAIL: {problem}")
     print(f"details: {out}")

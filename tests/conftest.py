@@ -133,3 +133,16 @@ def http() -> requests.Session:
     session = requests.Session()
     yield session
     session.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium under Playwright, launched as every browser test launches it."""
+    from playwright.sync_api import sync_playwright
+
+    import chromium  # tests/chromium.py
+
+    with sync_playwright() as playwright:
+        launched = chromium.launch(playwright)
+        yield launched
+        launched.close()

@@ -16,9 +16,8 @@ import time
 import uuid
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-import chromium
 from forms import jpeg
 
 CHART_LOADED = """() => {
@@ -26,14 +25,6 @@ CHART_LOADED = """() => {
   return chart.complete && chart.naturalWidth > 0;
 }"""
 expect.set_options(timeout=10_000)  # a registration is fast, but the stack is shared with other tests
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = chromium.launch(playwright)
-        yield browser
-        browser.close()
 
 
 # Chromium reports a blocked inline script or style on the console, and the page hears it as an event.

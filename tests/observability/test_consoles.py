@@ -4,9 +4,7 @@ replica outage. A page passes when it loads without one console error or failed 
 every graph drew data with its legend; a screenshot of each is kept in var/<run>/screenshots/."""
 
 import pytest
-from playwright.sync_api import sync_playwright
 
-import chromium
 from stack.consoles import load_dashboards, panels, prometheus_targets
 
 PAGES = ["index.html"] + [name.replace(".json", ".html") for name in load_dashboards()]
@@ -26,14 +24,6 @@ GRAPHS = """() => PromConsole._graph_registry.map((g) => ({
 def _graph_panels(page: str) -> list[str]:
     dashboard = load_dashboards().get(page.replace(".html", ".json"), {})
     return [p["title"] for p in panels(dashboard) if p["type"] == "timeseries" and prometheus_targets(p)]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = chromium.launch(playwright)
-        yield browser
-        browser.close()
 
 
 @pytest.mark.parametrize("name", PAGES)
