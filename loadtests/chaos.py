@@ -25,7 +25,7 @@ from pathlib import Path
 import requests
 from openpyxl import load_workbook
 
-from loadtests import drill
+from loadtests import drill, postmortem, timeline_plot
 from loadtests.bench import data
 from mailsink.watch import MailWatch
 from stack import supervisor
@@ -219,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
         **drill.integrity(s, db, began),
     }
     (out / "result.json").write_text(json.dumps(result, indent=2))
+    draw(out, f"chaos run, seed {seed}, {began:%Y-%m-%d %H:%M} UTC", rows, faults, mails, result)
     problems = [f"{result[what]} {what}" for what in ("failed", "lost", "duplicates", "ghosts") if result[what]]
     problems += [
         f"no PartRestarted mail for the kill of {fault['victim']}"
@@ -235,6 +236,27 @@ def run(args: argparse.Namespace) -> int:
     if result["records_without_photo"]:
         problems.append(f"{result['records_without_photo']} records without their photo")
     return drill.verdict(problems, out, result)
+
+
+def draw(out: Path, title: str, rows: list[dict], faults: list[dict], mails: list[tuple[float, str]], result: dict):
+    """timeline.png and postmortem.md beside result.json, as the drill draws them."""
+    windows = [
+        timeline_plot.Fault(
+            f"{f['fault']} {f['victim']}", f["at"], f["at"] + (f.get("seconds") or f.get("back_s") or 0.0)
+        )
+        for f in faults
+    ]
+    # "[FIRING:1] PartRestarted on instance-2: ..." -> FIRING, "PartRestarted on instance-2"
+    events = [
+        timeline_plot.MailEvent(at, subject[1:].split("]")[0].split(":")[0], subject.split("] ", 1)[-1].split(":")[0])
+        for at, subject in mails
+    ]
+    timeline_plot.plot(rows, windows, events, out / "timeline.png", title)
+    # a chaos run judges registrations and mails, not which other failures a fault documents
+    unjudged = "not judged in a chaos run"
+    counts = {**result, "refused_as_documented": unjudged, "failed_requests": unjudged}
+    draft = postmortem.draft(title, f"Drafted by ./init.sh chaos from {out}.", rows, windows, events, counts)
+    (out / "postmortem.md").write_text(draft)
 
 
 def main(argv: list[str] | None = None) -> int:

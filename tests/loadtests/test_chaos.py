@@ -30,3 +30,7 @@ def test_a_one_minute_chaos_run_loses_nothing_and_tells_of_every_kill(stack, tmp
     assert verdict["faults"] and verdict["registrations"] > 0
     assert verdict["failed"] == verdict["lost"] == verdict["duplicates"] == verdict["ghosts"] == 0
     assert verdict["chart_matches_report"] and verdict["firing_after_quiet"] == []
+    assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    draft = (tmp_path / "postmortem.md").read_text()
+    assert f"registrations finished by clients: {verdict['registrations']}" in draft
+    assert all(f"fault: {f['fault']} {f['victim']}" in draft for f in verdict["faults"])
