@@ -130,17 +130,18 @@ def render_overlay(repo: Path, overlay: str) -> subprocess.CompletedProcess:
     )
 
 
-def render_gateway(root: Path) -> list[dict]:
-    """The production overlay with the Gateway API component, as an operator adds it in an
-    overlay of their own."""
+def render_with_component(root: Path, component: str, namespace: bool = False) -> list[dict]:
+    """The production overlay with one optional component (gateway-api, cilium), as an operator
+    adds it in an overlay of their own; `namespace` also sets the overlay's namespace."""
     repo = shadow_repo(root, DUMMY_SECRETS)
-    overlay = repo / "k8s/overlays/gateway"
+    overlay = repo / "k8s/overlays" / component
     overlay.mkdir()
     (overlay / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        "resources:\n  - ../production\ncomponents:\n  - ../../components/gateway-api\n"
+        + ("namespace: vaccination\n" if namespace else "")
+        + f"resources:\n  - ../production\ncomponents:\n  - ../../components/{component}\n"
     )
-    result = render_overlay(repo, "gateway")
+    result = render_overlay(repo, component)
     assert result.returncode == 0, result.stderr
     return [d for d in yaml.safe_load_all(result.stdout) if d]
 

@@ -3,7 +3,7 @@ least as long as our nginx does, so a streamed report is never cut off at the ed
 
 import re
 
-from deploytools import find, one, render_gateway, repo_file
+from deploytools import find, one, render_with_component, repo_file
 
 
 def _nginx_read_timeout(location: str) -> int:
@@ -26,7 +26,7 @@ def test_the_ingress_waits_longer_than_our_nginx_for_a_report(rendered):
 
 
 def test_the_httproute_lets_a_report_stream(tmp_path):
-    objects = render_gateway(tmp_path)
+    objects = render_with_component(tmp_path, "gateway-api")
     route = one(objects, "HTTPRoute", "vaccination")
     reports = [
         rule

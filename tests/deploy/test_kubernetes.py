@@ -20,8 +20,8 @@ from deploytools import (
     find,
     one,
     placeholders,
-    render_gateway,
     render_overlay,
+    render_with_component,
     repo_file,
     shadow_repo,
 )
@@ -494,7 +494,7 @@ def test_production_nginx_takes_each_client_from_the_controllers_header(rendered
 
 
 def test_gateway_api_component_replaces_the_ingress(tmp_path):
-    objects = render_gateway(tmp_path)
+    objects = render_with_component(tmp_path, "gateway-api")
     assert not find(objects, "Ingress")
     route = one(objects, "HTTPRoute", "vaccination")
     backend = route["spec"]["rules"][0]["backendRefs"][0]

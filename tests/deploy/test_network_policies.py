@@ -11,7 +11,6 @@ and the port (with a default deny, a pod no policy selects for a direction gets 
 import re
 
 import pytest
-import yaml
 from code_flows import derived_flows
 from deploytools import OVERLAYS, find, one, repo_file
 
@@ -180,18 +179,9 @@ def test_the_cilium_component_lets_discovery_reach_the_api_server(tmp_path):
     # On Cilium no ipBlock matches the API server: the component's entity rule must cover every
     # pod that talks to it (those the code derivation sends to the API ports).
     from code_flows import KUBE_API_PORTS
-    from deploytools import DUMMY_SECRETS, render_overlay, shadow_repo
+    from deploytools import render_with_component
 
-    repo = shadow_repo(tmp_path, DUMMY_SECRETS)
-    overlay = repo / "k8s/overlays/cilium"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        "namespace: vaccination\nresources:\n  - ../production\ncomponents:\n  - ../../components/cilium\n"
-    )
-    result = render_overlay(repo, "cilium")
-    assert result.returncode == 0, result.stderr
-    objects = [d for d in yaml.safe_load_all(result.stdout) if d]
+    objects = render_with_component(tmp_path, "cilium", namespace=True)
     (policy,) = find(objects, "CiliumNetworkPolicy")
     assert policy["metadata"]["namespace"] == "vaccination"
     (expression,) = policy["spec"]["endpointSelector"]["matchExpressions"]
