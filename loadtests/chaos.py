@@ -4,8 +4,8 @@
 
 Every 10-30 s one victim from the part list (each replica, the middleware, Redis, the database,
 the photo store, each Prometheus and each Alertmanager) is SIGKILLed, which supervisord repairs
-by itself, or frozen (SIGSTOP) and thawed 5-20 s later. Then a final report, and a wait of
---quiet-after seconds for every alert to resolve. The last line printed is one JSON object; the
+by itself, or frozen (SIGSTOP) and thawed 5-20 s later. Then a final report, and a wait, of at
+most --quiet-after seconds, until no alert is firing or pending. The last line printed is one JSON object; the
 exit status is non-zero on a failed, lost, duplicate or ghost registration, a kill whose
 PartRestarted mail did not come, an alert still firing, or a chart whose total is not the report's.
 """
@@ -36,6 +36,7 @@ from stack.settings import Settings, load
 # Alertmanager joins by being a part; exporters, nginx and the mail sink are not victims.
 VICTIM = re.compile(r"^(instance-\d+|middleware|redis|mongodb|photo-store|prometheus(-\d+)?|alertmanager(-\d+)?)$")
 GAP_S = (10.0, 30.0)
+QUIET_SETTLE_S = 15  # three scrapes and evaluations (prometheus/prometheus.yml: 5 s)
 FREEZE_S = (5.0, 20.0)
 # PartCrashLooping pages at 3 deaths in 10 minutes: the chaos run checks recovery, not that
 # page, so it kills no part a third time within 10 minutes.
@@ -124,13 +125,24 @@ def _chart_total(s: Settings) -> int | None:
         return None
 
 
-def _firing_alerts(s: Settings) -> list[str]:
+def _alerts(s: Settings, states: tuple[str, ...] = ("firing",)) -> list[str]:
     body = requests.get(f"http://127.0.0.1:{s.ports['PROMETHEUS_PORT']}/api/v1/alerts", timeout=10).json()
     return sorted(
         f"{alert['labels']['alertname']} {alert['labels'].get('target_name', '')}".strip()
         for alert in body["data"]["alerts"]
-        if alert["state"] == "firing"
+        if alert["state"] in states
     )
+
+
+def _wait_until_quiet(s: Settings, limit_s: float) -> tuple[list[str], float]:
+    """The alerts still firing when none is firing or pending any more, or after limit_s; and
+    the seconds waited. The first look comes after QUIET_SETTLE_S, so a failure the last scrapes
+    saw is pending by then."""
+    started = time.monotonic()
+    time.sleep(min(QUIET_SETTLE_S, limit_s))
+    while _alerts(s, ("firing", "pending")) and time.monotonic() - started < limit_s:
+        time.sleep(5)
+    return _alerts(s), time.monotonic() - started
 
 
 def _mail_delays(faults: list[dict], mails: list[tuple[float, str]]) -> None:
@@ -189,8 +201,8 @@ def run(args: argparse.Namespace) -> int:
 
     report_rows = _report_rows(s)
     chart_total = _chart_total(s)
-    time.sleep(args.quiet_after)
-    still_firing = _firing_alerts(s)
+    still_firing, quiet_s = _wait_until_quiet(s, args.quiet_after)
+    say(f"quiet after {quiet_s:.0f} s" if not still_firing else f"still firing: {', '.join(still_firing)}")
     mails = [(at, message["Subject"] or "") for at, message in mail.collect()]
     _mail_delays(faults, mails)
 
@@ -215,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
         "report_rows": report_rows,
         "chart_matches_report": chart_total is not None and chart_total == report_rows,
         "firing_after_quiet": still_firing,
-        "quiet_after_s": args.quiet_after,
+        "quiet_after_s": round(quiet_s, 1),
         **drill.integrity(s, db, began),
     }
     (out / "result.json").write_text(json.dumps(result, indent=2))
