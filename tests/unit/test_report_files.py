@@ -66,7 +66,7 @@ class FakeRegistrations:
     def with_options(self, codec_options):
         return self
 
-    def find(self, query, projection):
+    def find(self, query):
         keys = query["city_key"]
         self.found = [doc for doc in self.docs if keys["$gte"] <= doc["city_key"] <= keys.get("$lte", "\uffff")]
         return self
@@ -81,6 +81,11 @@ class FakeRegistrations:
 
     def limit(self, count):
         self.found = self.found[:count]
+        self.limit_count = count
+        return self
+
+    def batch_size(self, count):
+        assert count == self.limit_count  # a page comes in one reply
         return self
 
     def __iter__(self):
