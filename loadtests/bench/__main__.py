@@ -23,7 +23,8 @@ var/bench/), stopping them at the end. The figures:
    once right after a report's refresh vs the same burst once the new totals are drawn.
 
 Every ratio is the median of the pairs' ratios (cluster then baseline, --runs pairs, each side
-warmed up first), printed with their range. Each figure also prints the load average and the
+warmed up first), printed with their range. Each figure starts once the machine has settled
+(nearly idle after the figure before it, machine.settle). Each figure also prints the load average and the
 share of the machine other processes used meanwhile, and says when the machine was not quiet.
 The load generator's CPU (in cores) is printed beside each figure, and flagged when it neared
 its limit. The result is a table and one JSON line; the exit status is 0 unless the bench could
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             roots = machine.roots(s, list(parts.values())) + machine.roots(baseline.settings, baseline.parts)
 
             def measure(name: str, figure) -> None:
+                print(machine.settle(), flush=True)
                 with machine.Quietness(roots) as quiet:
                     results[name] = figure()
                 results[name]["machine"] = quiet.result

@@ -121,6 +121,30 @@ class Quietness:
         )
 
 
+SETTLE_SHARE = 0.25  # the idle stack (two Prometheus servers, exporters) uses about a tenth
+SETTLE_WITHIN_S = 90
+
+
+def settle() -> str:
+    """Waits until the machine is nearly idle, so that one figure does not pay for the one
+    before it (a report's or a registration burst's aftermath: the database's checkpoints, the
+    counters' corrections, Prometheus reading the new series), or until SETTLE_WITHIN_S; the line
+    saying which."""
+    started = time.monotonic()
+    cores = os.cpu_count() or 1
+    while True:
+        before, at = psutil.cpu_times(), time.monotonic()
+        time.sleep(2)
+        now = psutil.cpu_times()
+        busy = sum(getattr(now, f) - getattr(before, f) for f in ("user", "system", "nice", "irq", "softirq"))
+        share = busy / ((time.monotonic() - at) * cores)
+        waited = time.monotonic() - started
+        if share <= SETTLE_SHARE:
+            return f"  settled: the machine {share:.0%} busy after {waited:.0f} s"
+        if waited >= SETTLE_WITHIN_S:
+            return f"  NOT settled: the machine still {share:.0%} busy after {waited:.0f} s"
+
+
 def roots(s: Settings, parts: list[Part]) -> list[int]:
     """The running processes of these parts (started by the supervisor under these settings)."""
     return [pid for part in parts if (pid := supervisor.running_pid(s, part))]
