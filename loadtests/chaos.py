@@ -5,9 +5,10 @@
 Every 10-30 s one victim from the part list (each replica, the middleware, Redis, the database,
 the photo store, each Prometheus and each Alertmanager) is SIGKILLed, which supervisord repairs
 by itself, or frozen (SIGSTOP) and thawed 5-20 s later. Then a final report, and a wait, of at
-most --quiet-after seconds, until no alert is firing or pending. The last line printed is one JSON object; the
-exit status is non-zero on a failed, lost, duplicate or ghost registration, a kill whose
-PartRestarted mail did not come, an alert still firing, or a chart whose total is not the report's.
+most --quiet-after seconds, until no alert is firing or pending. The last line printed is one
+JSON object; the exit status is non-zero on a failed, lost, duplicate or ghost registration, a
+kill whose PartRestarted mail did not come, an alert still firing, or a chart whose total is not
+the report's.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ var/bench/), stopping them at the end. The figures:
 
 Every ratio is the median of the pairs' ratios (cluster then baseline, --runs pairs, each side
 warmed up first), printed with their range. Each figure starts once the machine has settled
-(nearly idle after the figure before it, machine.settle). Each figure also prints the load average and the
+(nearly idle after the figure before it, machine.settle), and prints the load average and the
 share of the machine other processes used meanwhile, and says when the machine was not quiet.
 The load generator's CPU (in cores) is printed beside each figure, and flagged when it neared
 its limit. The result is a table and one JSON line; the exit status is 0 unless the bench could
