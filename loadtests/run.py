@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -228,6 +229,11 @@ def print_summary(rows: list[dict], total: dict, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C (SIGINT) is how a run is stopped with its reports written (the drill does it too).
+    # A process started with SIGINT ignored (a background job of a shell without job control,
+    # as some CI runners start scripts) would hand that on to locust, which would then run until
+    # killed: with Python's own handler here, locust starts with the default again.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args, extra = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
