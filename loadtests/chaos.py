@@ -28,7 +28,7 @@ from openpyxl import load_workbook
 
 from loadtests import drill, postmortem, timeline_plot
 from loadtests.bench import data
-from mailsink.watch import MailWatch
+from mailsink.watch import MailWatch, alert_status
 from stack import supervisor
 from stack.parts import all_parts
 from stack.settings import Settings, load
@@ -261,7 +261,7 @@ def draw(out: Path, title: str, rows: list[dict], faults: list[dict], mails: lis
     ]
     # "[FIRING:1] PartRestarted on instance-2: ..." -> FIRING, "PartRestarted on instance-2"
     events = [
-        timeline_plot.MailEvent(at, subject[1:].split("]")[0].split(":")[0], subject.split("] ", 1)[-1].split(":")[0])
+        timeline_plot.MailEvent(at, alert_status(subject), subject.split("] ", 1)[-1].split(":")[0])
         for at, subject in mails
     ]
     timeline_plot.plot(rows, windows, events, out / "timeline.png", title)

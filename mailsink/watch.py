@@ -23,6 +23,11 @@ def alert_mail(status: str, alert: str, target: str) -> Callable[[EmailMessage],
     return matches
 
 
+def alert_status(subject: str) -> str:
+    """FIRING or RESOLVED, from Alertmanager's subject ("[FIRING:1] ReplicaDown on ...")."""
+    return subject[1:].split("]")[0].split(":")[0]
+
+
 class MailWatch:
     """New messages in a mail folder since the watch began, each handed out once."""
 

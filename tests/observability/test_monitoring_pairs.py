@@ -10,7 +10,7 @@ import pytest
 import requests
 import yaml
 
-from mailsink.watch import MailWatch, alert_mail
+from mailsink.watch import MailWatch, alert_mail, alert_status
 from polling import wait_for
 from stack.settings import PAIR
 
@@ -74,7 +74,7 @@ def _down_until_mailed(stack, victim: str, alert: str) -> dict:
 def _statuses(mail: MailWatch, alert: str, victim: str) -> list[str]:
     """FIRING or RESOLVED, in order of arrival, of every email about `alert` on `victim`."""
     subjects = [message["Subject"] for message in mail.arrived()]
-    return [s[1:].split("]")[0].split(":")[0] for s in subjects if alert in s and f" on {victim}:" in s]
+    return [alert_status(s) for s in subjects if alert in s and f" on {victim}:" in s]
 
 
 @pytest.fixture(scope="module")
