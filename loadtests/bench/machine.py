@@ -131,13 +131,8 @@ def settle() -> str:
     counters' corrections, Prometheus reading the new series), or until SETTLE_WITHIN_S; the line
     saying which."""
     started = time.monotonic()
-    cores = os.cpu_count() or 1
     while True:
-        before, at = psutil.cpu_times(), time.monotonic()
-        time.sleep(2)
-        now = psutil.cpu_times()
-        busy = sum(getattr(now, f) - getattr(before, f) for f in ("user", "system", "nice", "irq", "softirq"))
-        share = busy / ((time.monotonic() - at) * cores)
+        share = psutil.cpu_percent(interval=2) / 100  # all cores, over these 2 s
         waited = time.monotonic() - started
         if share <= SETTLE_SHARE:
             return f"  settled: the machine {share:.0%} busy after {waited:.0f} s"
